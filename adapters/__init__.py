@@ -1,0 +1,1 @@
+"""FHIR River: the adapters."""
