@@ -227,7 +227,10 @@ class _Analysis:
             self.fault(f"resources[{index}]", "not an object")
             return None
         resource_id = str(raw.get("id") or raw.get("label") or f"#{index}")
-        where = f"resource {resource_id}" + (f" ({raw['label']})" if raw.get("label") else "")
+        label = raw.get("label")
+        where = f"resource {resource_id}"
+        if label and label != resource_id:
+            where += f" ({label})"
         errors_before = len(self.faults)
 
         definition = raw.get("definition") or {}

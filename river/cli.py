@@ -1,0 +1,166 @@
+"""The `river` command.
+
+    river preview [--mapping PATH] RESOURCE_ID PK [PK ...]
+    river batch --mapping PATH [RESOURCE_ID ...] [--all] [--output FILE]
+    river check [--mapping PATH]
+    river resources [--mapping PATH]
+
+Exit status: 0 when the command ran (even if some instances have errors), 1
+when it could not (invalid mapping, unknown resource, unreachable database),
+2 for a wrong command line. Errors are one sentence on stderr, never a trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import IO, Any
+
+import orjson
+
+from river.engine import Engine
+from river.errors import RiverError
+from river.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.run(args)
+    except RiverError as error:
+        print(f"river: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("river: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="river", description="FHIR River: hospital data to FHIR R4."
+    )
+    commands = parser.add_subparsers(title="commands")
+
+    def command(
+        name: str, run: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument(
+            "--mapping",
+            metavar="PATH",
+            help="a Pyrog export file or a folder of them (default: the MAPPINGS setting)",
+        )
+        sub.set_defaults(run=run)
+        return sub
+
+    preview = command("preview", _preview, "print the FHIR resources of a few rows as JSON")
+    preview.add_argument("resource_id", help="the mapping resource's id")
+    preview.add_argument("primary_key_values", nargs="+", metavar="PK")
+
+    batch = command("batch", _batch, "extract and transform resources in-process, to NDJSON")
+    batch.add_argument("resource_ids", nargs="*", metavar="RESOURCE_ID")
+    batch.add_argument("--all", action="store_true", help="every resource of the mappings")
+    batch.add_argument("--output", "-o", metavar="FILE", help="NDJSON file (default: stdout)")
+    batch.add_argument("--no-validate", action="store_true", help="skip FHIR validation")
+
+    command("check", _check, "validate the mappings and list their resources")
+    command("resources", _check, "list the resources the mappings define")
+    return parser
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    return Engine.from_settings(Settings.load(), args.mapping)
+
+
+def _preview(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    try:
+        answer = engine.preview(args.resource_id, args.primary_key_values)
+    finally:
+        engine.close()
+    sys.stdout.buffer.write(orjson.dumps(answer, option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    for plan in engine.mappings:
+        engine.transformer(plan.resource_id)  # binds scripts and concept maps too
+        print(f"{plan.resource_id}\t{plan.resource_type}\t{plan.label}")
+    print(f"{len(engine.mappings)} resource(s), valid", file=sys.stderr)
+    return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    if args.no_validate:
+        engine.validator = None
+    resource_ids = engine.mappings.resource_ids() if args.all else args.resource_ids
+    if not resource_ids:
+        print("river: name the resources to run, or --all", file=sys.stderr)
+        return 2
+    for resource_id in resource_ids:
+        engine.plan(resource_id)  # unknown ids fail before any work
+    failed = 0
+    out: Any = open(args.output, "wb") if args.output else nullcontext(sys.stdout.buffer)  # noqa: SIM115
+    summary = []
+    with out as stream:
+        for resource_id in resource_ids:
+            started = time.perf_counter()
+            try:
+                counts = _run_resource(engine, resource_id, stream)
+            except RiverError as error:
+                failed += 1
+                print(f"river: resource {resource_id}: {error}", file=sys.stderr)
+                summary.append((resource_id, None, time.perf_counter() - started))
+                continue
+            summary.append((resource_id, counts, time.perf_counter() - started))
+    engine.close()
+    _print_summary(summary)
+    return 1 if failed else 0
+
+
+def _run_resource(engine: Engine, resource_id: str, stream: IO[bytes]) -> dict[str, int]:
+    counts = {"instances": 0, "errors": 0, "warnings": 0}
+    for outcome in engine.run(resource_id):
+        for warning in outcome.warnings:
+            counts["warnings"] += 1
+            print(f"warning {resource_id} {outcome.primary_key_value}: {warning}", file=sys.stderr)
+        if outcome.resource is None:
+            counts["errors"] += 1
+            print(
+                f"error {resource_id} {outcome.primary_key_value}: {outcome.error}", file=sys.stderr
+            )
+        else:
+            counts["instances"] += 1
+            stream.write(orjson.dumps(outcome.resource) + b"\n")
+    return counts
+
+
+def _print_summary(summary: list[tuple[str, dict[str, int] | None, float]]) -> None:
+    print(
+        "\nresource                        instances   errors  warnings   seconds   per second",
+        file=sys.stderr,
+    )
+    for resource_id, counts, seconds in summary:
+        if counts is None:
+            print(f"{resource_id:30}  not run (see above)", file=sys.stderr)
+            continue
+        done = counts["instances"] + counts["errors"]
+        rate = done / seconds if seconds > 0 else 0.0
+        print(
+            f"{resource_id:30} {counts['instances']:10} {counts['errors']:8} {counts['warnings']:9}"
+            f" {seconds:9.2f} {rate:12.0f}",
+            file=sys.stderr,
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Cleaning and merging scripts: the names Pyrog mappings call, and the user's own.
+
+A **cleaning script** takes one source value and returns one (it runs on each
+SQL input before the cast to the attribute's FHIR type). A **merging script**
+takes the values of an input group, SQL input values then static values in
+mapping order, and returns one. Values come from SQL: str, int, float,
+Decimal, bool, date, datetime, time or None. Every built-in cleaning script
+returns None for None, "" and blank text; a value it cannot read raises
+ValueError naming the value, which the transformation reports as an error of
+that instance (see each script's docstring for what it reads).
+
+    scripts = ScriptRegistry.default(timezone="Europe/Paris", extra="my_scripts/")
+    scripts.cleaning("clean_dateTime")("2164-10-23 21:09:00")
+    # '2164-10-23T21:09:00+02:00'
+    scripts.merging("merge_concat")(10006, "(4)")   # '10006 (4)'
+
+`clean_dateTime`, `clean_instant` and `merge_datetime` give a date-time that
+has no offset the offset of the source's time zone (`SOURCE_TIMEZONE`): a
+fixed offset such as `+02:00` (the default, which existing Pyrog mappings
+were written against) or an IANA name such as `Europe/Paris` (daylight saving
+time included).
+
+## Adding your own scripts
+
+Write plain functions in a Python file and mark them with a decorator:
+
+    # /etc/river/scripts/hospital.py
+    from river.scripts import cleaning_script, merging_script
+
+    @cleaning_script
+    def map_ward(value):              # one value in, one out; None may come in
+        return None if value is None else WARDS.get(value.strip(), "other")
+
+    @merging_script(name="full_address")
+    def join_address(*values):        # the group's values in, one value out
+        return ", ".join(str(v) for v in values if v)
+
+    @cleaning_script(override=True)   # replaces the built-in clean_phone
+    def clean_phone(value):
+        ...
+
+then point the `CUSTOM_SCRIPTS` setting (`ScriptRegistry.default(extra=...)`)
+at one of:
+- a `.py` file;
+- a folder: each of its `.py` files is loaded, except those whose name starts
+  with `_`, which can hold shared helpers (the folder is importable while the
+  files load, so `from _helpers import x` works);
+- an importable module name (`hospital_scripts`, `package.scripts`); a name
+  that exists as a file or folder is read as that file or folder.
+
+A script is registered under its function's name, or under `name=`. A user
+script may replace a built-in one only when it says so with `override=True`;
+otherwise, as when two user files define the same name, loading fails with a
+message naming the file. So does a file that raises on import (with its line)
+or a location that defines no script at all. Mappings then use the new names
+like the built-in ones.
+"""
+
+from river.scripts.registry import (
+    ScriptLoadError,
+    ScriptRegistry,
+    UnknownScript,
+    cleaning_script,
+    merging_script,
+)
+from river.scripts.temporal import parse_timezone
+
+__all__ = [
+    "ScriptRegistry",
+    "UnknownScript",
+    "ScriptLoadError",
+    "cleaning_script",
+    "merging_script",
+    "parse_timezone",
+]

@@ -1,0 +1,395 @@
+"""Dates, date-times, instants and times: the scripts that read them.
+
+Source values reach these scripts as `datetime.datetime`, `datetime.date`,
+`datetime.time` (from typed SQL columns) or as text. Text is read in these
+forms (surrounding spaces ignored):
+
+- ISO 8601, extended: `YYYY`, `YYYY-MM`, `YYYY-MM-DD`, then optionally a time
+  `[T or space]HH:MM[:SS[.fraction]]` and an offset (`Z`, `+02:00`, `+0200`,
+  `+02`); `/` may stand for `-` (`2094/03/05`);
+- ISO 8601, basic: `YYYYMM`, `YYYYMMDD`, `YYYYMMDD[T]HHMM[SS]`;
+- day first, as French sources write dates: `DD/MM/YYYY`, `DD-MM-YYYY` or
+  `DD.MM.YYYY`, optionally followed by `HH:MM[:SS]` (never month first);
+- RFC 1123 / RFC 2822 (`Wed, 13 Mar 2075 00:00:00 GMT`).
+
+A value in none of these forms, or naming an impossible date (`2020-02-30`),
+raises `ValueError` naming the value and the forms expected.
+
+A date-time that carries no offset is read in the source's time zone (the
+`SOURCE_TIMEZONE` setting): a fixed offset (`+02:00`) or an IANA zone name
+(`Europe/Paris`, daylight saving time included; an ambiguous wall-clock time
+takes the first of its two offsets, one that does not exist the offset in
+force before the change). A value that carries an offset keeps it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import email.utils
+import functools
+import math
+import re
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_TIMEZONE = "+02:00"
+
+# Precision of a value read from text.
+YEAR, MONTH, DAY, DATETIME = "year", "month", "day", "datetime"
+
+_UTC = dt.UTC
+_DATE_FORMS = (
+    "YYYY, YYYY-MM, YYYY-MM-DD, YYYYMMDD or DD/MM/YYYY, optionally followed by a time "
+    "HH:MM[:SS] and an offset"
+)
+_TIME_FORMS = "HH:MM[:SS], HHhMM, HHMM[SS], or a date-time"
+
+_OFFSET = r"(?P<z>[Zz]|UTC|GMT|[+-]\d{2}(?::?\d{2})?)"
+_EXTENDED = re.compile(
+    r"(?P<y>\d{4})(?:(?P<sep>[-/])(?P<m>\d{1,2})(?:(?P=sep)(?P<d>\d{1,2})"
+    r"(?:(?:[Tt]|\s+)(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:[.,](?P<f>\d+))?)?"
+    r"\s*" + _OFFSET + r"?)?)?)?"
+)
+_BASIC = re.compile(
+    r"(?P<y>\d{4})(?P<m>\d{2})(?:(?P<d>\d{2})"
+    r"(?:[Tt]?(?P<H>\d{2})(?P<M>\d{2})(?P<S>\d{2})?(?:[.,](?P<f>\d+))?" + _OFFSET + r"?)?)?"
+)
+_DAY_FIRST = re.compile(
+    r"(?P<d>\d{1,2})(?P<sep>[/.\-])(?P<m>\d{1,2})(?P=sep)(?P<y>\d{4})"
+    r"(?:(?:[Tt]|\s+)(?P<H>\d{1,2})[:hH](?P<M>\d{2})(?::(?P<S>\d{2})(?:[.,](?P<f>\d+))?)?"
+    r"\s*" + _OFFSET + r"?)?"
+)
+_TIME = re.compile(
+    r"(?P<H>\d{1,2})(?:::?|\s)(?P<M>\d{2})(?:(?:::?|\s)(?P<S>\d{2})(?:[.,](?P<f>\d+))?)?"
+    r"\s*" + _OFFSET + r"?"
+)
+_FRENCH_TIME = re.compile(r"(?P<H>\d{1,2})\s*[hH]\s*(?:(?P<M>\d{2})(?:\s*(?:min|m)?\s*)?)?")
+_MOMENT_PATTERNS = (_EXTENDED, _BASIC, _DAY_FIRST)
+
+
+def parse_timezone(name: str) -> dt.tzinfo:
+    """The time zone a `SOURCE_TIMEZONE` value names; raises ValueError.
+
+    A fixed UTC offset (`+02:00`, `-0530`, `+02`, `Z`, `UTC`) gives a fixed
+    offset; anything else must be an IANA zone name (`Europe/Paris`).
+    """
+    text = name.strip()
+    offset = _offset(text) if text else None
+    if offset is not None:
+        return offset
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(
+            f"time zone {name!r} is neither a UTC offset such as +02:00 "
+            "nor an IANA zone name such as Europe/Paris"
+        ) from None
+
+
+def read_moment(value: Any) -> tuple[str, dt.date]:
+    """`value` read as (precision, date or datetime); raises ValueError.
+
+    The precision is YEAR, MONTH, DAY (a `date`, the missing parts set to 1)
+    or DATETIME (a `datetime`, naive unless the value carried an offset).
+    """
+    if isinstance(value, dt.datetime):
+        return DATETIME, value
+    if isinstance(value, dt.date):
+        return DAY, value
+    text = _text_of(value, "a date")
+    try:
+        moment = _moment_from_text(text)
+    except ValueError as error:
+        raise ValueError(f"cannot read {value!r} as a date: {error}") from None
+    if moment is None:
+        raise ValueError(f"cannot read {value!r} as a date; expected {_DATE_FORMS}")
+    return moment
+
+
+def clean_date(value: Any) -> str | None:
+    """A FHIR date: `YYYY-MM-DD`, or `YYYY` / `YYYY-MM` when the value has no more.
+
+    A date-time gives its own calendar date (no time zone conversion).
+    """
+    if value is None:
+        return None
+    if type(value) is dt.datetime:
+        return value.date().isoformat()
+    if type(value) is dt.date:
+        return value.isoformat()
+    if type(value) is str and (not value or value.isspace()):
+        return None
+    precision, moment = read_moment(value)
+    if precision == YEAR:
+        return f"{moment.year:04d}"
+    if precision == MONTH:
+        return f"{moment.year:04d}-{moment.month:02d}"
+    if precision == DATETIME:
+        return moment.date().isoformat()
+    return moment.isoformat()
+
+
+def clean_dateTime(value: Any, tz: dt.tzinfo | None = None) -> str | None:  # noqa: N802
+    """A FHIR dateTime: `YYYY`, `YYYY-MM`, `YYYY-MM-DD` as the value has them,
+    or a full date-time with an offset (`tz`, the source's zone, when it has none).
+    """
+    if value is None:
+        return None
+    if type(value) is dt.datetime:
+        return with_offset(value, tz)
+    if type(value) is dt.date:
+        return value.isoformat()
+    if type(value) is str and (not value or value.isspace()):
+        return None
+    precision, moment = read_moment(value)
+    if precision == DATETIME:
+        return with_offset(moment, tz)
+    if precision == YEAR:
+        return f"{moment.year:04d}"
+    if precision == MONTH:
+        return f"{moment.year:04d}-{moment.month:02d}"
+    return moment.isoformat()
+
+
+def clean_instant(value: Any, tz: dt.tzinfo | None = None) -> str | None:
+    """A FHIR instant: always a full date-time with an offset.
+
+    A partial value (`2015`, `2015-02`, `2015-02-07`) is its first moment, at
+    midnight in `tz` (the source's zone).
+    """
+    if value is None:
+        return None
+    if type(value) is str and (not value or value.isspace()):
+        return None
+    precision, moment = read_moment(value)
+    if precision != DATETIME:
+        moment = dt.datetime(moment.year, moment.month, moment.day)
+    return with_offset(moment, tz)
+
+
+def clean_time(value: Any) -> str | None:
+    """A FHIR time `HH:MM:SS` (fractions of a second and offsets dropped).
+
+    Reads `time` and `datetime` objects, `HH:MM[:SS]`, `HH::MM::SS`,
+    `HH MM SS`, French `14h30` / `14h`, `HHMM`, `HHMMSS`, an integer such as
+    930 (09:30) or 143000, and date-times (`2015-02-07 13:28:17`,
+    `201502071740`). A date alone has no time and raises ValueError.
+    """
+    if value is None:
+        return None
+    if type(value) is str and (not value or value.isspace()):
+        return None
+    moment = read_time(value)
+    return f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+
+
+def read_time(value: Any) -> dt.time:
+    """`value` read as a time of day (with its offset, if it has one); raises ValueError."""
+    if isinstance(value, dt.datetime):
+        return value.timetz()
+    if isinstance(value, dt.time):
+        return value
+    if isinstance(value, dt.date):
+        raise ValueError(f"{value!r} is a date, it has no time of day")
+    if isinstance(value, dt.timedelta):
+        seconds = value.total_seconds()
+        if not 0 <= seconds < 86400:
+            raise ValueError(f"{value!r} is not a time of day")
+        return (dt.datetime.min + value).time()
+    if type(value) is int and value >= 0:
+        digits = str(value)
+        text = (
+            digits.zfill(4) if len(digits) <= 4 else digits.zfill(6) if len(digits) <= 6 else digits
+        )
+    else:
+        text = _text_of(value, "a time")
+    try:
+        moment = _time_from_text(text)
+    except ValueError as error:
+        raise ValueError(f"cannot read {value!r} as a time: {error}") from None
+    if moment is None:
+        raise ValueError(f"cannot read {value!r} as a time; expected {_TIME_FORMS}")
+    return moment
+
+
+def merge_datetime(*values: Any, tz: dt.tzinfo | None = None) -> str | None:
+    """A date and a time of day merged into one dateTime with an offset.
+
+    `merge_datetime(date, time)`: the time's own offset if it has one, else
+    `tz` (the source's zone). Without a time, the date alone as
+    `clean_dateTime` gives it; without a date, None (a time alone is no
+    dateTime). A date-time given as the date keeps only its calendar date.
+    """
+    if len(values) > 2:
+        raise ValueError(f"merge_datetime takes a date and a time, not {len(values)} values")
+    date = values[0] if values else None
+    time = values[1] if len(values) > 1 else None
+    if _is_blank(date):
+        return None
+    if _is_blank(time):
+        return clean_dateTime(date, tz)
+    precision, moment = read_moment(date)
+    if precision in (YEAR, MONTH):
+        raise ValueError(f"{date!r} is not a full date (YYYY-MM-DD)")
+    day = moment.date() if isinstance(moment, dt.datetime) else moment
+    clock = read_time(time)
+    return with_offset(dt.datetime.combine(day, clock), tz)
+
+
+def with_offset(moment: dt.datetime, tz: dt.tzinfo | None = None) -> str:
+    """`moment` in ISO 8601 with its offset, or the offset `tz` gives it when it has none.
+
+    The offset is written `+HH:MM`, as FHIR wants it, even for the local mean
+    times (`+00:09:21`) that IANA zones give dates before about 1900.
+    """
+    if moment.tzinfo is None:
+        offset = (tz or _DEFAULT_TZ).utcoffset(moment)
+        text = moment.isoformat()
+    else:
+        offset = moment.utcoffset()
+        text = moment.replace(tzinfo=None).isoformat()
+    suffix = _OFFSET_TEXTS.get(offset)
+    if suffix is None:
+        suffix = _OFFSET_TEXTS[offset] = _offset_text(offset)
+    return text + suffix
+
+
+# -- below: text reading helpers ---------------------------------------------------------
+
+
+def _is_blank(value: Any) -> bool:
+    return value is None or (type(value) is str and (not value or value.isspace()))
+
+
+def _text_of(value: Any, what: str) -> str:
+    """The text to read for a value that is no date object; bool and float refused."""
+    kind = type(value)
+    if kind is str:
+        return value.strip()
+    if kind is int:
+        return str(value)
+    if isinstance(value, str):
+        return value.strip()
+    if (kind is decimal.Decimal or kind is float) and math.isfinite(value) and value == int(value):
+        return str(int(value))
+    raise ValueError(f"cannot read {value!r} ({kind.__name__}) as {what}")
+
+
+def _moment_from_text(text: str) -> tuple[str, dt.date] | None:
+    # Fast paths: the exact forms SQL drivers and ISO writers give.
+    length = len(text)
+    if length == 10 and text[4] == "-" and text[7] == "-":
+        try:
+            return DAY, dt.date.fromisoformat(text)
+        except ValueError:
+            pass
+    elif (
+        length == 19
+        and text[4] == "-"
+        and text[7] == "-"
+        and text[10] in " T"
+        and text[13] == ":"
+        and text[16] == ":"
+    ):
+        try:
+            return DATETIME, dt.datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    for pattern in _MOMENT_PATTERNS:
+        match = pattern.fullmatch(text)
+        if match is not None:
+            return _build_moment(match)
+    if "," in text or "GMT" in text:
+        return _rfc2822(text)
+    return None
+
+
+def _build_moment(match: re.Match[str]) -> tuple[str, dt.date]:
+    year = int(match["y"])
+    month = match["m"]
+    if month is None:
+        return YEAR, dt.date(year, 1, 1)
+    month_number = int(month)
+    day = match["d"]
+    if day is None:
+        return MONTH, dt.date(year, month_number, 1)
+    hour = match["H"]
+    if hour is None:
+        return DAY, dt.date(year, month_number, int(day))
+    seconds = match["S"]
+    fraction = match["f"]
+    return DATETIME, dt.datetime(
+        year,
+        month_number,
+        int(day),
+        int(hour),
+        int(match["M"]),
+        int(seconds) if seconds else 0,
+        int(fraction[:6].ljust(6, "0")) if fraction else 0,
+        tzinfo=_offset(match["z"]) if match["z"] else None,
+    )
+
+
+def _rfc2822(text: str) -> tuple[str, dt.date] | None:
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return DATETIME, moment
+
+
+def _time_from_text(text: str) -> dt.time | None:
+    if text.isdigit():
+        if len(text) == 4:
+            return dt.time(int(text[:2]), int(text[2:]))
+        if len(text) == 6:
+            return dt.time(int(text[:2]), int(text[2:4]), int(text[4:]))
+    match = _TIME.fullmatch(text)
+    if match is not None:
+        seconds = match["S"]
+        fraction = match["f"]
+        zone = match["z"]
+        return dt.time(
+            int(match["H"]),
+            int(match["M"]),
+            int(seconds) if seconds else 0,
+            int(fraction[:6].ljust(6, "0")) if fraction else 0,
+            tzinfo=_offset(zone) if zone else None,
+        )
+    match = _FRENCH_TIME.fullmatch(text)
+    if match is not None:
+        return dt.time(int(match["H"]), int(match["M"] or 0))
+    moment = _moment_from_text(text)
+    if moment is not None and moment[0] == DATETIME:
+        return moment[1].timetz()
+    return None
+
+
+_OFFSET_TEXT = re.compile(r"([+-])(\d{1,2})(?::?(\d{2}))?")
+
+
+@functools.lru_cache(maxsize=64)
+def _offset(text: str) -> dt.tzinfo | None:
+    """The fixed offset `text` names (`Z`, `UTC`, `+02:00`, `-0530`, `+2`), or None."""
+    if text in ("Z", "z", "UTC", "GMT", "utc"):
+        return _UTC
+    match = _OFFSET_TEXT.fullmatch(text)
+    if match is None:
+        return None
+    sign, hours, minutes = match.groups()
+    delta = dt.timedelta(hours=int(hours), minutes=int(minutes or 0))
+    if delta >= dt.timedelta(hours=24) or int(minutes or 0) >= 60:
+        raise ValueError(f"offset {text!r} is out of range")
+    return dt.timezone(-delta if sign == "-" else delta)
+
+
+def _offset_text(offset: dt.timedelta | None) -> str:
+    seconds = int((offset or dt.timedelta()).total_seconds())
+    sign = "-" if seconds < 0 else "+"
+    hours, minutes = divmod(abs(seconds) // 60, 60)
+    return f"{sign}{hours:02d}:{minutes:02d}"
+
+
+_OFFSET_TEXTS: dict[dt.timedelta | None, str] = {}
+_DEFAULT_TZ = parse_timezone(DEFAULT_TIMEZONE)

@@ -1,0 +1,57 @@
+"""Fixtures shared by the integration and end-to-end tests.
+
+They run against the real local stack (`make test` starts it): PostgreSQL on
+$POSTGRES_PORT. Each fixture works in a scratch database of its own, created
+and dropped here, so tests never touch `mimic` or `fhirstore`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT / ".." / "shared" / "data"
+MIMIC_DEMO = SHARED_DATA / "mimic-iii-demo"
+MIMIC_DEMO_MAPPING = SHARED_DATA / "mappings" / "mimic-demo.json"
+CONCEPT_MAPS = SHARED_DATA / "mappings" / "concept_maps.json"
+
+
+def postgres_url(database: str = "postgres") -> str:
+    host = os.environ.get("POSTGRES_HOST", "127.0.0.1")
+    port = os.environ.get("POSTGRES_PORT", "5432")
+    user = os.environ.get("POSTGRES_USER", "postgres")
+    password = os.environ.get("POSTGRES_PASSWORD", "postgres")
+    return f"postgresql://{user}:{password}@{host}:{port}/{database}"
+
+
+@contextmanager
+def scratch_database(name: str) -> Iterator[str]:
+    """A new empty database `name` (dropped first if left over), dropped after."""
+    try:
+        admin = psycopg.connect(postgres_url(), autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        pytest.fail(f"PostgreSQL is not reachable ({error}); start the stack with `make start`")
+    with admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres_url(name)
+    finally:
+        with psycopg.connect(postgres_url(), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def mimic_demo_url() -> Iterator[str]:
+    """A database holding the MIMIC-III demo, loaded once per test session."""
+    from test.utils.load_csv_folder import load_folder
+
+    with scratch_database("river_test_mimic_demo") as url:
+        load_folder(url, MIMIC_DEMO, replace=True)
+        yield url
