@@ -118,7 +118,7 @@ def _batch(args: argparse.Namespace) -> int:
                 counts = _run_resource(engine, resource_id, stream)
             except RiverError as error:
                 failed += 1
-                print(f"river: resource {resource_id}: {error}", file=sys.stderr)
+                print(f"river: {error}", file=sys.stderr)
                 summary.append((resource_id, None, time.perf_counter() - started))
                 continue
             summary.append((resource_id, counts, time.perf_counter() - started))

@@ -1,0 +1,384 @@
+#!/usr/bin/env bash
+# Starts the local stack on 127.0.0.1: PostgreSQL, Kafka (KRaft), the pipeline's topics,
+# Kafka Connect (distributed), an SFTP server (OpenSSH), then the FHIR River services that
+# exist. A part already running is reused. Install first: infra/install.sh (make install).
+set -euo pipefail
+# shellcheck source=infra/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+load_settings
+
+T0=$(now)
+
+# --- preflight: everything that would stop us, before anything starts --------------------
+need_root "infra/start.sh"
+find_java
+
+declare -A PORT_OF=(
+    [POSTGRES_PORT]=$POSTGRES_PORT [KAFKA_PORT]=$KAFKA_PORT
+    [KAFKA_CONTROLLER_PORT]=$KAFKA_CONTROLLER_PORT [KAFKA_CONNECT_PORT]=$KAFKA_CONNECT_PORT
+    [SFTP_PORT]=$SFTP_PORT
+)
+declare -A SETTING_OF=()
+for setting in "${!PORT_OF[@]}"; do
+    port=${PORT_OF[$setting]}
+    if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
+        die "$setting=$port is not a TCP port number: set it to a free port in .env."
+    fi
+    if [[ -n ${SETTING_OF[$port]:-} ]]; then
+        die "$setting and ${SETTING_OF[$port]} are both $port: give each part its own port in .env."
+    fi
+    SETTING_OF[$port]=$setting
+done
+
+[[ -n $(running postgres "$POSTGRES_PORT") ]] || check_port_free "$POSTGRES_PORT" POSTGRES_PORT PostgreSQL
+if [[ -z $(running kafka "$KAFKA_PORT") ]]; then
+    check_port_free "$KAFKA_PORT" KAFKA_PORT Kafka
+    check_port_free "$KAFKA_CONTROLLER_PORT" KAFKA_CONTROLLER_PORT "Kafka's controller"
+fi
+[[ -n $(running connect "$KAFKA_CONNECT_PORT") ]] ||
+    check_port_free "$KAFKA_CONNECT_PORT" KAFKA_CONNECT_PORT "Kafka Connect"
+[[ -n $(running sshd "$SFTP_PORT") ]] || check_port_free "$SFTP_PORT" SFTP_PORT SFTP
+if [[ -f $ROOT/api/__main__.py && -z $(running api "$API_PORT") ]]; then
+    check_port_free "$API_PORT" API_PORT "the API"
+fi
+
+PG_BIN=$(pg_bin_dir) || die "PostgreSQL's server is not installed: run make install (it installs Debian's postgresql), then make start."
+[[ -x /usr/sbin/sshd ]] || die "OpenSSH's server is not installed: run make install (it installs Debian's openssh-server), then make start."
+[[ -x $PY ]] || die "The Python venv $VENV is missing: run make install, then make start."
+for d in "$KAFKA_LIB" "$DEBEZIUM_DIR" "$CAMEL_DIR"; do
+    [[ -f $d/.installed ]] || die "$d is not installed: run make install (it downloads the Kafka and Connect jars into $STATE_DIR), then make start."
+done
+
+mkdir -p "$LOGS" "$PIDS"
+say "Starting the local stack (state in $STATE_DIR, logs in $LOGS)"
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+psql_as_admin() { # psql_as_admin DB [psql args...]: through our private unix socket
+    local db=$1
+    shift
+    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$POSTGRES_PORT" \
+        -U "$POSTGRES_USER" -d "$db" "$@"
+}
+
+postgres_start() {
+    local pid log="$LOGS/postgres.log" note=""
+    pid=$(running postgres "$POSTGRES_PORT")
+    if [[ -n $pid ]]; then
+        note="reused (pid $pid)"
+    else
+        mkdir -p "$PG_HOME" "$PG_SOCKET_DIR"
+        chown postgres: "$PG_HOME" "$PG_SOCKET_DIR"
+        chmod 700 "$PG_HOME"
+        if [[ ! -f $PG_DATA/PG_VERSION ]]; then
+            rm -rf "$PG_DATA"
+            printf '%s\n' "$POSTGRES_PASSWORD" >"$PG_HOME/pwfile"
+            chown postgres: "$PG_HOME/pwfile"
+            chmod 600 "$PG_HOME/pwfile"
+            as_postgres "$PG_BIN/initdb" -D "$PG_DATA" -U "$POSTGRES_USER" --pwfile="$PG_HOME/pwfile" \
+                -E UTF8 --locale=C.UTF-8 --auth-local=trust --auth-host=scram-sha-256 \
+                >"$LOGS/postgres-initdb.log" 2>&1 ||
+                die "PostgreSQL's initdb failed in $PG_DATA (see $LOGS/postgres-initdb.log): fix what it says, or remove $PG_DATA, then run make start again."
+            rm -f "$PG_HOME/pwfile"
+            echo "include_if_exists = 'river.conf'" >>"$PG_DATA/postgresql.conf"
+            note="initdb, "
+        fi
+        # Written at every start, so that a new POSTGRES_PORT is taken.
+        cat >"$PG_DATA/river.conf" <<EOF
+# Written by infra/start.sh at every start.
+port = $POSTGRES_PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$PG_SOCKET_DIR'
+wal_level = logical
+max_replication_slots = 20
+max_wal_senders = 20
+EOF
+        chown postgres: "$PG_DATA/river.conf"
+        touch "$log"
+        chown postgres: "$log"
+        as_postgres env FHIR_RIVER_STACK="$STATE_DIR" "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$log" \
+            -w -t 60 start >"$LOGS/postgres-pg_ctl.log" 2>&1 ||
+            die "PostgreSQL did not start on 127.0.0.1:$POSTGRES_PORT (see $log): fix what it says, then run make start again."
+        pid=$(pid_of postgres)
+        note+="started (pid $pid)"
+    fi
+    echo "$pid" >"$PIDS/postgres.pid"
+    # The password of .env, and the two databases (both idempotent).
+    psql_as_admin postgres -v user="$POSTGRES_USER" -v pw="$POSTGRES_PASSWORD" \
+        -v src="$SOURCE_DB_NAME" -v store="$FHIRSTORE_DB_NAME" >/dev/null <<'EOF' ||
+ALTER ROLE :"user" WITH PASSWORD :'pw';
+SELECT format('CREATE DATABASE %I', d) FROM unnest(ARRAY[:'src', :'store']) AS d
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = d) \gexec
+EOF
+        die "Could not set up PostgreSQL's databases $SOURCE_DB_NAME and $FHIRSTORE_DB_NAME (see $log): fix what it says, then run make start again."
+    note+=", databases $SOURCE_DB_NAME $FHIRSTORE_DB_NAME"
+    local schema="$ROOT/test/utils/mimic_schema.sql"
+    if [[ -f $schema ]]; then
+        if psql_as_admin "$SOURCE_DB_NAME" -f "$schema" >"$LOGS/mimic-schema.log" 2>&1; then
+            note+=", MIMIC schema"
+        else
+            warn "applying test/utils/mimic_schema.sql to $SOURCE_DB_NAME failed (see $LOGS/mimic-schema.log); the stack goes on without it."
+        fi
+    fi
+    STEP_RESULT="$note"
+}
+
+# --- Kafka ---------------------------------------------------------------------------------
+log4j2_config() { # log4j2_config FILE LOGFILE [EXTRA_LOGGERS_XML]
+    cat >"$1" <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<!-- Written by infra/start.sh. -->
+<Configuration status="warn">
+  <Appenders>
+    <RollingFile name="file" fileName="$2" filePattern="$2.%i">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+      <Policies><SizeBasedTriggeringPolicy size="20MB"/></Policies>
+      <DefaultRolloverStrategy max="3"/>
+    </RollingFile>
+  </Appenders>
+  <Loggers>
+    <Root level="INFO"><AppenderRef ref="file"/></Root>
+    <Logger name="org.apache.kafka.clients" level="WARN"/>
+    <Logger name="org.apache.kafka.common.utils.AppInfoParser" level="WARN"/>
+${3:-}
+  </Loggers>
+</Configuration>
+EOF
+}
+
+# wait_ready PART PID LOG CMD...: CMD waits for PART; stops with one sentence if PART died.
+wait_ready() {
+    local part=$1 pid=$2 log=$3 rc=0
+    shift 3
+    "$@" || rc=$?
+    case $rc in
+    0) return 0 ;;
+    2) die "$part exited while starting: see the end of $log (and ${log%.log}.out), fix what it says, then run make start again." ;;
+    *) die "$part did not become ready in time: see $log, then run make stop and make start again." ;;
+    esac
+}
+
+kafka_start() {
+    local pid note="" props="$KAFKA_HOME/server.properties" log="$LOGS/kafka.log"
+    pid=$(running kafka "$KAFKA_PORT")
+    if [[ -n $pid ]]; then
+        note="reused (pid $pid)"
+    else
+        mkdir -p "$KAFKA_HOME/data"
+        cat >"$props" <<EOF
+# Written by infra/start.sh at every start: one node, broker and controller (KRaft).
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$KAFKA_HOME/data
+num.partitions=$KAFKA_TOPIC_PARTITIONS
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.retention.hours=168
+EOF
+        log4j2_config "$KAFKA_HOME/log4j2.xml" "$log" \
+            '    <Logger name="kafka.request.logger" level="WARN"/>'
+        if [[ ! -f $KAFKA_HOME/data/meta.properties ]]; then
+            "$JAVA_BIN" -cp "$KAFKA_LIB/*" -Dlog4j2.configurationFile="$KAFKA_HOME/log4j2.xml" \
+                kafka.tools.StorageTool format -t "$("$PY" "$ROOT/infra/probe.py" cluster-id)" \
+                -c "$props" >"$LOGS/kafka-format.log" 2>&1 ||
+                die "Formatting Kafka's storage in $KAFKA_HOME/data failed (see $LOGS/kafka-format.log): remove that folder and run make start again."
+            note="storage formatted, "
+        fi
+        spawn kafka "$LOGS/kafka.out" "$JAVA_BIN" -Xms256m -Xmx512m \
+            -Dlog4j2.configurationFile="$KAFKA_HOME/log4j2.xml" -Dkafka.logs.dir="$LOGS" \
+            -cp "$KAFKA_LIB/*" kafka.Kafka "$props"
+        pid=$(cat "$PIDS/kafka.pid")
+        note+="started (pid $pid)"
+    fi
+    wait_ready Kafka "$pid" "$log" \
+        "$PY" "$ROOT/infra/probe.py" kafka --bootstrap "127.0.0.1:$KAFKA_PORT" --timeout 60 --pid "$pid"
+    STEP_RESULT="$note"
+}
+
+topics_create() {
+    # shellcheck disable=SC2046
+    STEP_RESULT="$("$PY" "$ROOT/infra/probe.py" topics --bootstrap "127.0.0.1:$KAFKA_PORT" \
+        --partitions "$KAFKA_TOPIC_PARTITIONS" $(topics))" ||
+        die "Could not create the topics $(topics) on 127.0.0.1:$KAFKA_PORT (see $LOGS/kafka.log): check that Kafka runs (make status), then run make start again."
+}
+
+# --- Kafka Connect -------------------------------------------------------------------------
+connect_start() {
+    local pid note="" props="$KAFKA_HOME/connect-distributed.properties" log="$LOGS/connect.log"
+    pid=$(running connect "$KAFKA_CONNECT_PORT")
+    if [[ -n $pid ]]; then
+        note="reused (pid $pid)"
+    else
+        cat >"$props" <<EOF
+# Written by infra/start.sh at every start. Connect keeps its state in these topics.
+bootstrap.servers=127.0.0.1:$KAFKA_PORT
+group.id=${KAFKA_TOPIC_PREFIX}fhir-river-connect
+listeners=http://127.0.0.1:$KAFKA_CONNECT_PORT
+rest.advertised.host.name=127.0.0.1
+rest.advertised.port=$KAFKA_CONNECT_PORT
+key.converter=org.apache.kafka.connect.json.JsonConverter
+value.converter=org.apache.kafka.connect.json.JsonConverter
+key.converter.schemas.enable=false
+value.converter.schemas.enable=false
+config.storage.topic=${KAFKA_TOPIC_PREFIX}connect-configs
+offset.storage.topic=${KAFKA_TOPIC_PREFIX}connect-offsets
+status.storage.topic=${KAFKA_TOPIC_PREFIX}connect-status
+config.storage.replication.factor=1
+offset.storage.replication.factor=1
+status.storage.replication.factor=1
+offset.storage.partitions=5
+status.storage.partitions=1
+offset.flush.interval.ms=1000
+plugin.path=$PLUGINS
+plugin.discovery=service_load
+# Secrets in connector configs: \${env:NAME} is read from Connect's environment.
+config.providers=env
+config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider
+# Lets a connector set its own producer/consumer settings (large CSV files).
+connector.client.config.override.policy=All
+EOF
+        # Camel logs the SFTP password at INFO (the route's URI): keep it at WARN.
+        log4j2_config "$KAFKA_HOME/connect-log4j2.xml" "$log" \
+            '    <Logger name="org.apache.camel" level="WARN"/>
+    <Logger name="org.apache.camel.kafkaconnector" level="WARN"/>
+    <Logger name="org.reflections" level="ERROR"/>'
+        spawn connect "$LOGS/connect.out" "$JAVA_BIN" -Xms256m -Xmx768m \
+            -Dlog4j2.configurationFile="$KAFKA_HOME/connect-log4j2.xml" -Dkafka.logs.dir="$LOGS" \
+            -cp "$KAFKA_LIB/*" org.apache.kafka.connect.cli.ConnectDistributed "$props"
+        pid=$(cat "$PIDS/connect.pid")
+        note="started (pid $pid)"
+    fi
+    wait_ready "Kafka Connect" "$pid" "$log" "$PY" "$ROOT/infra/probe.py" http \
+        --url "http://127.0.0.1:$KAFKA_CONNECT_PORT/connector-plugins" --timeout 120 --pid "$pid"
+    STEP_RESULT="$note"
+}
+
+# --- SFTP (OpenSSH) ------------------------------------------------------------------------
+SFTP_GECOS="FHIR River local stack SFTP"
+
+sftp_user() {
+    if ! id -u "$SFTP_USER" >/dev/null 2>&1; then
+        useradd --no-create-home --home-dir / --shell /usr/sbin/nologin --user-group \
+            --comment "$SFTP_GECOS" "$SFTP_USER" >/dev/null 2>&1 ||
+            die "Could not create the SFTP user $SFTP_USER with useradd: set SFTP_USER in .env to a valid new user name, then run make start again."
+    elif [[ $(getent passwd "$SFTP_USER" | cut -d: -f5) != "$SFTP_GECOS" ]]; then
+        die "SFTP_USER=$SFTP_USER is an existing account that the stack did not create, and the stack would change its password: set SFTP_USER in .env to another name, then run make start again."
+    fi
+    printf '%s:%s\n' "$SFTP_USER" "$SFTP_PASSWORD" | chpasswd ||
+        die "Could not set the password of the SFTP user $SFTP_USER with chpasswd: check SFTP_PASSWORD in .env, then run make start again."
+}
+
+sftp_start() {
+    local pid note="" cfg="$SFTP_HOME/sshd_config" keys="$SFTP_HOME/hostkeys" d
+    sftp_user
+    # The chroot and each folder above it must be root-owned and not group/other-writable:
+    # sshd reaches it through a root-owned symlink outside /tmp.
+    mkdir -p "$SFTP_ROOT/upload" "$keys/etc/ssh"
+    chown root:root "$SFTP_HOME" "$SFTP_ROOT" "$SFTP_ROOT/upload"
+    chmod 755 "$SFTP_HOME" "$SFTP_ROOT" "$SFTP_ROOT/upload"
+    for d in data error finished; do
+        mkdir -p "$SFTP_ROOT/upload/$d"
+        chown "$SFTP_USER:" "$SFTP_ROOT/upload/$d"
+        chmod 755 "$SFTP_ROOT/upload/$d"
+    done
+    if [[ -e $SFTP_CHROOT_LINK && ! -L $SFTP_CHROOT_LINK ]]; then
+        die "$SFTP_CHROOT_LINK exists and is not the stack's symlink: move it away or set SFTP_CHROOT_LINK to another path, then run make start again."
+    fi
+    mkdir -p "$(dirname "$SFTP_CHROOT_LINK")"
+    [[ $(readlink "$SFTP_CHROOT_LINK" 2>/dev/null) = "$SFTP_ROOT" ]] || ln -sfn "$SFTP_ROOT" "$SFTP_CHROOT_LINK"
+    mkdir -p /run/sshd
+    chmod 755 /run/sshd
+
+    pid=$(running sshd "$SFTP_PORT")
+    if [[ -n $pid ]]; then
+        STEP_RESULT="reused (pid $pid)"
+        return 0
+    fi
+    [[ -f $keys/etc/ssh/ssh_host_ed25519_key ]] || {
+        ssh-keygen -A -f "$keys" >/dev/null 2>&1
+        note="host keys made, "
+    }
+    cat >"$cfg" <<EOF
+# Written by infra/start.sh at every start: an SFTP-only server for the local stack.
+Port $SFTP_PORT
+ListenAddress 127.0.0.1
+HostKey $keys/etc/ssh/ssh_host_ed25519_key
+HostKey $keys/etc/ssh/ssh_host_ecdsa_key
+HostKey $keys/etc/ssh/ssh_host_rsa_key
+PidFile none
+UsePAM yes
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+PermitRootLogin no
+AllowUsers $SFTP_USER
+PrintMotd no
+AllowTcpForwarding no
+AllowAgentForwarding no
+X11Forwarding no
+PermitTTY no
+Subsystem sftp internal-sftp
+Match User $SFTP_USER
+    ChrootDirectory $SFTP_CHROOT_LINK
+    ForceCommand internal-sftp
+EOF
+    /usr/sbin/sshd -t -f "$cfg" >"$LOGS/sshd-check.log" 2>&1 ||
+        die "sshd refused its configuration $cfg (see $LOGS/sshd-check.log): fix what it says, then run make start again."
+    spawn sshd "$LOGS/sshd.out" /usr/sbin/sshd -D -f "$cfg" -E "$LOGS/sshd.log"
+    pid=$(cat "$PIDS/sshd.pid")
+    for _ in $(seq 100); do
+        listening "$SFTP_PORT" && break
+        alive "$pid" || die "sshd exited while starting: see $LOGS/sshd.log, fix what it says, then run make start again."
+        sleep 0.05
+    done
+    listening "$SFTP_PORT" || die "sshd did not listen on 127.0.0.1:$SFTP_PORT within 5 s: see $LOGS/sshd.log."
+    STEP_RESULT="${note}started (pid $pid)"
+}
+
+# --- the FHIR River services (hook) --------------------------------------------------------
+# Each of api, extractor, transformer, loader is started as `python -m <name>` once its
+# package has a __main__.py; until then it is skipped. They read the same settings.
+services_start() {
+    local s pid started=() ok=() failed=() skipped=() port
+    for s in "${SERVICES[@]}"; do
+        if [[ ! -f $ROOT/$s/__main__.py ]]; then
+            skipped+=("$s")
+            continue
+        fi
+        port=""
+        [[ $s = api ]] && port=$API_PORT
+        pid=$(running "$s" "$port")
+        [[ -n $pid ]] || spawn "$s" "$LOGS/$s.log" "$PY" -m "$s"
+        started+=("$s")
+    done
+    ((${#started[@]} == 0)) || sleep 1
+    for s in "${started[@]}"; do
+        if alive "$(cat "$PIDS/$s.pid")"; then
+            ok+=("$s")
+        else
+            failed+=("$s")
+            rm -f "$PIDS/$s.pid"
+            warn "the $s service exited right after starting: see $LOGS/$s.log."
+        fi
+    done
+    STEP_RESULT="running: ${ok[*]:-none}${failed:+; exited: ${failed[*]}}${skipped:+; not written yet: ${skipped[*]}}"
+}
+
+step "PostgreSQL" postgres_start
+step "Kafka (KRaft)" kafka_start
+step "Topics" topics_create
+step "Kafka Connect" connect_start
+step "SFTP (OpenSSH)" sftp_start
+step "FHIR River services" services_start
+
+say "The stack is up in $(elapsed "$T0")s:"
+bash "$ROOT/infra/status.sh" --where

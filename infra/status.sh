@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One line per part of the local stack: running or stopped, where it listens, its pid.
+#   --where   also says how to reach each part (used at the end of start.sh and run.sh).
+# Exit code 0 whatever runs or not.
+set -euo pipefail
+# shellcheck source=infra/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+load_settings
+
+where=""
+[[ ${1:-} = --where ]] && where=1
+
+line() { # line PART PORT ADDRESS DETAILS
+    local part=$1 port=$2 address=$3 details=$4 pid state
+    pid=$(running "$part" "$port")
+    if [[ -n $pid ]]; then state=running; else state=stopped; fi
+    printf '  %-13s %-8s %-36s %s\n' "$part" "$state" "$address" \
+        "${pid:+pid $pid}${where:+${details:+  $details}}"
+}
+
+line postgres "$POSTGRES_PORT" "127.0.0.1:$POSTGRES_PORT" \
+    "databases $SOURCE_DB_NAME, $FHIRSTORE_DB_NAME (user $POSTGRES_USER)"
+line kafka "$KAFKA_PORT" "127.0.0.1:$KAFKA_PORT" "topics: $(topics)"
+line connect "$KAFKA_CONNECT_PORT" "http://127.0.0.1:$KAFKA_CONNECT_PORT" "GET /connector-plugins"
+line sshd "$SFTP_PORT" "sftp://$SFTP_USER@127.0.0.1:$SFTP_PORT" "upload/data, upload/error, upload/finished"
+for s in "${SERVICES[@]}"; do
+    if [[ -f $ROOT/$s/__main__.py ]]; then
+        if [[ $s = api ]]; then
+            line api "$API_PORT" "http://127.0.0.1:$API_PORT" ""
+        else
+            line "$s" "" "(consumer)" ""
+        fi
+    fi
+done
+[[ -z $where ]] || say "  logs: $LOGS"
+exit 0

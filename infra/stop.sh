@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Stops what start.sh started: the services, Kafka Connect, Kafka, sshd, PostgreSQL, in that
+# order. SIGTERM, then SIGKILL after a timeout. Idempotent: stopping a stopped stack is fine.
+set -euo pipefail
+# shellcheck source=infra/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+load_settings
+
+T0=$(now)
+say "Stopping the local stack (state in $STATE_DIR)"
+
+stop_part() { # stop_part PART PORT TIMEOUT
+    local part=$1 port=$2 timeout=$3 pid
+    pid=$(running "$part" "$port")
+    if [[ -z $pid ]]; then
+        STEP_RESULT="not running"
+    else
+        stop_pid "$pid" "$timeout"
+        STOPPED+=("$pid")
+        STEP_RESULT="stopped (pid $pid)"
+    fi
+    rm -f "$PIDS/$part.pid"
+}
+
+postgres_stop() {
+    local pid bin
+    pid=$(running postgres "$POSTGRES_PORT")
+    if [[ -z $pid ]]; then
+        STEP_RESULT="not running"
+    elif bin=$(pg_bin_dir) && as_postgres "$bin/pg_ctl" -D "$PG_DATA" -m fast -w -t 30 stop \
+        >"$LOGS/postgres-pg_ctl.log" 2>&1; then
+        STEP_RESULT="stopped (pid $pid)"
+        STOPPED+=("$pid")
+    else
+        stop_pid "$pid" 30
+        STOPPED+=("$pid")
+        STEP_RESULT="stopped with signals (pid $pid; pg_ctl failed, see $LOGS/postgres-pg_ctl.log)"
+    fi
+    rm -f "$PIDS/postgres.pid"
+}
+
+# Anything still running with our marker (see is_ours in lib.sh): killed by pid. Then wait
+# until init has reaped what we stopped, so that ps shows nothing of ours, not even <defunct>.
+leftovers() {
+    local p found=() deadline
+    for p in /proc/[0-9]*; do
+        p=${p#/proc/}
+        [[ $p = "$$" || $p = "$BASHPID" ]] && continue
+        is_ours "$p" && alive "$p" && found+=("$p")
+    done
+    for p in "${found[@]}"; do stop_pid "$p" 5; done
+    deadline=$((SECONDS + 10))
+    for p in "${STOPPED[@]}" "${found[@]}"; do
+        while [[ -e /proc/$p ]] && ((SECONDS < deadline)); do sleep 0.1; done
+    done
+    STEP_RESULT="${#found[@]} left${found[*]:+ (stopped: ${found[*]})}"
+}
+
+STOPPED=()
+mkdir -p "$LOGS"
+for s in loader transformer extractor api; do
+    port=""
+    [[ $s = api ]] && port=$API_PORT
+    [[ -f $PIDS/$s.pid || -f $ROOT/$s/__main__.py ]] && step "$s" stop_part "$s" "$port" 20
+done
+step "Kafka Connect" stop_part connect "$KAFKA_CONNECT_PORT" 30
+step "Kafka" stop_part kafka "$KAFKA_PORT" 30
+step "SFTP (OpenSSH)" stop_part sshd "$SFTP_PORT" 10
+step "PostgreSQL" postgres_stop
+step "Leftover processes" leftovers
+say "Stopped in $(elapsed "$T0")s."
