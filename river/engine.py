@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
-from river.validation import Validator
-
 from river.concept_maps import ConceptMaps
 from river.errors import InstanceError, InvalidMapping, MappingFault, RiverError
 from river.mapping import MappingSet, load_mappings
@@ -27,6 +25,7 @@ from river.scripts import ScriptRegistry
 from river.settings import Settings
 from river.sql import Columns, Record, SourceDatabase
 from river.transform import Outcome, ResourceTransformer, timestamp
+from river.validation import Validator
 
 
 class ResourceValidator(Protocol):

@@ -48,6 +48,10 @@ class SourceError(RiverError):
     """The source database cannot answer: unreachable, or missing a table or column."""
 
 
+class SourceUnavailable(SourceError):
+    """The source database cannot be reached now: worth retrying later."""
+
+
 class ConfigurationError(RiverError):
     """A setting is missing or wrong (file not found, malformed value...)."""
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, NoSuchTableError, OperationalError, SQLAlchemyError
 
-from river.errors import SourceError
+from river.errors import SourceError, SourceUnavailable
 from river.plan import ResourcePlan, SqlInput
 
 Columns = dict[str, list[Any]]
@@ -74,7 +74,11 @@ class SourceDatabase:
 
     def unreachable(self, error: Exception) -> SourceError:
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        return SourceError(f"cannot query the source database {self.where}: {reason}")
+        message = f"cannot query the source database {self.where}: {reason}"
+        # A lost connection is worth retrying; a wrong query is not.
+        if isinstance(error, OperationalError | InterfaceError):
+            return SourceUnavailable(message)
+        return SourceError(message)
 
     def query(
         self, plan: ResourcePlan, primary_key_values: Iterable[Any] | None = None
@@ -85,7 +89,7 @@ class SourceDatabase:
         try:
             return _build_query(self, plan, primary_key_values)
         except SourceError as error:
-            raise SourceError(f"resource {plan.resource_id}: {error}") from None
+            raise type(error)(f"resource {plan.resource_id}: {error}") from None
 
     def records(
         self, plan: ResourcePlan, primary_key_values: Iterable[Any] | None = None

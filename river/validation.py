@@ -1,7 +1,7 @@
 """FHIR R4 validation: elements, types, cardinality and required bindings.
 
     validator = Validator()
-    validator.warm(["Patient", "Condition"])  # optional: builds ahead, ~1 ms a type
+    validator.warm(["Patient", "Condition"])  # optional: builds ahead, ms a type
     validator.validate({"resourceType": "Patient", "gender": "x"})
     # ["Patient.gender: 'x' is not one of male, female, other, unknown"]
     validator.is_valid(resource)   # True / False, without messages
@@ -32,13 +32,14 @@ What "valid" means comes from two data files in `river/fhir/` (see its README):
 On top of the schema, as FHIR's JSON rules say: arrays and objects are never empty,
 null is never a value, integers are 32-bit whole numbers, dates are real calendar days.
 
-The schema is not run through a JSON schema library: fastjsonschema, measured here,
-compiles one resource type in seconds and validates about 9,000 realistic Patients a
-second (every defined element is tested on every object, paths are formatted eagerly).
-Instead each definition becomes a small Python object once (about 1 ms per resource type,
-so there is nothing to cache on disk), with two paths: `ok` answers valid or not with no
-allocation, over the keys the resource has; only a resource that fails is walked again
-by `explain`, which lists every fault with its path.
+The schema is not run through a JSON schema library. fastjsonschema, measured on this
+machine, takes 6 to 25 s to compile one resource type and validates 9,000 to 23,000
+resources a second (its code tests every defined element on every object and formats
+paths eagerly); it also stops at the first fault. Here each definition becomes a small
+Python object instead, built on first use in milliseconds (so there is nothing to cache
+on disk), with two paths: `ok` answers valid or not over the keys the resource has,
+allocating nothing; only a resource that fails is walked again by `explain`, which lists
+every fault with its path. `benchmarks/validation.py` gives the figures.
 """
 
 from __future__ import annotations
@@ -66,7 +67,11 @@ MAX_MESSAGES = 20
 
 
 class Validator:
-    """Validates FHIR R4 resources (dicts as parsed from JSON); cheap to create, thread-safe."""
+    """Validates FHIR R4 resources; cheap to create, thread-safe.
+
+    Resources are plain dicts, lists and scalars as parsed from JSON (a dict subclass or
+    a tuple is refused, as JSON has none).
+    """
 
     def __init__(self, max_messages: int = MAX_MESSAGES) -> None:
         self.max_messages = max_messages
@@ -89,6 +94,7 @@ class Validator:
         return messages[: self.max_messages]
 
     def is_valid(self, resource: Any) -> bool:
+        """The same check as `validate`, without the messages."""
         try:
             root = self._roots[resource["resourceType"]]
         except (KeyError, TypeError):
@@ -196,6 +202,16 @@ class _Primitive(_Node):
             return lambda x: type(x) is str and match(x) is not None and _calendar_day(x)
         if match is None:  # xhtml, base64Binary: the schema gives no pattern
             return lambda x: type(x) is str and x != ""
+        # Most strings are printable (no whitespace but the space): that settles these
+        # patterns without running the regex, which stays the judge of the others.
+        if name in ("string", "markdown"):  # ^[ \r\n\t\S]+$
+            return lambda x: type(x) is str and x != "" and (x.isprintable() or bool(match(x)))
+        if name in ("uri", "url", "canonical", "code"):  # ^\S*$, ^[^\s]+(\s[^\s]+)*$
+            return lambda x: (
+                type(x) is str
+                and x != ""
+                and ((x.isprintable() and " " not in x) or bool(match(x)))
+            )
         return lambda x: type(x) is str and match(x) is not None
 
     def explain(self, value: Any, path: str, messages: list[str]) -> None:
@@ -318,46 +334,70 @@ class _Element:
 
 
 class _Object(_Node):
-    """A complex datatype, a backbone element or a resource."""
+    """A complex datatype, a backbone element or a resource.
 
-    def __init__(self, name: str) -> None:
+    Its constraints are known when it is made, its elements are added after: datatypes
+    are recursive (Extension.extension), so elements may refer to it before it is full.
+    """
+
+    def __init__(self, name: str, definition: dict[str, Any], extra: dict[str, Any]) -> None:
         self.name = name
         self.label = "object" if "_" in name else name  # Patient_Contact is a backbone
         self.elements: dict[str, _Element] = {}
         self.fast: dict[str, Ok] = {}
-        self.required: tuple[str, ...] = ()
-        self.required_primitives: tuple[tuple[str, str], ...] = ()
-        self.required_choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
-        self.choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
-        self.choice_keys: frozenset[str] = frozenset()
+        self.required: tuple[str, ...] = tuple(definition.get("required", ()))
+        self.required_primitives = tuple((key, "_" + key) for key in extra.get("required", ()))
+        choices = extra.get("choices", {})
+        self.choices = tuple((group, tuple(names)) for group, names in choices.items())
+        self.required_choices = tuple(
+            (group, tuple(choices[group])) for group in extra.get("required_choices", ())
+        )
+        self.ok = self._fast()  # type: ignore[method-assign]
 
-    def ok(self, value: Any) -> bool:
-        if type(value) is not dict or not value:
-            return False
-        fast = self.fast
-        for key, item in value.items():
-            check = fast.get(key)
-            if check is None or not check(item):
-                return False
-        for key in self.required:
-            if key not in value:
-                return False
-        for key, extension in self.required_primitives:
-            if key not in value and extension not in value:
-                return False
-        if self.choice_keys:
-            return self._choices_ok(value)
-        return True
+    def _fast(self) -> Ok:
+        get = self.fast.get  # the dict is filled later, in place
+        if not (self.required or self.required_primitives or self.choices):
 
-    def _choices_ok(self, value: dict[str, Any]) -> bool:
-        for _, names in self.required_choices:
-            if not any(name in value for name in names):
-                return False
-        if len(self.choice_keys.intersection(value)) > 1:
-            for _, names in self.choices:
-                if sum(name in value for name in names) > 1:
+            def ok(value: Any) -> bool:
+                if type(value) is not dict or not value:
                     return False
-        return True
+                for key, item in value.items():
+                    check = get(key)
+                    if check is None or not check(item):
+                        return False
+                return True
+
+            return ok
+
+        required = self.required
+        required_primitives = self.required_primitives
+        required_choices = tuple(names for _, names in self.required_choices)
+        choices = tuple(names for _, names in self.choices)
+        choice_keys = frozenset(name for names in choices for name in names)
+
+        def ok_with_constraints(value: Any) -> bool:
+            if type(value) is not dict or not value:
+                return False
+            for key, item in value.items():
+                check = get(key)
+                if check is None or not check(item):
+                    return False
+            for key in required:
+                if key not in value:
+                    return False
+            for key, extension in required_primitives:
+                if key not in value and extension not in value:
+                    return False
+            for names in required_choices:
+                if not any(name in value for name in names):
+                    return False
+            if len(choice_keys.intersection(value)) > 1:
+                for names in choices:
+                    if sum(name in value for name in names) > 1:
+                        return False
+            return True
+
+        return ok_with_constraints
 
     def explain(self, value: Any, path: str, messages: list[str]) -> None:
         if type(value) is not dict:
@@ -437,9 +477,11 @@ class _Registry:
         definition = self.definitions[name]
         if "properties" not in definition:
             return self._primitive(name)
-        node = _Resource(name) if name in self.resource_types else _Object(name)
+        extra = self.extra.get(name, {})
+        kind = _Resource if name in self.resource_types else _Object
+        node = kind(name, definition, extra)
         self._nodes[name] = node  # before its elements: datatypes are recursive
-        self._fill(node, definition, self.extra.get(name, {}))
+        self._fill(node, definition, extra)
         return node
 
     def _primitive(self, name: str) -> _Primitive:
@@ -466,14 +508,6 @@ class _Registry:
             element = _Element(item, array, nullable=array and key.startswith("_"))
             node.elements[key] = element
             node.fast[key] = element.ok
-        node.required = tuple(definition.get("required", ()))
-        node.required_primitives = tuple((key, "_" + key) for key in extra.get("required", ()))
-        choices = extra.get("choices", {})
-        node.choices = tuple((group, tuple(names)) for group, names in choices.items())
-        node.required_choices = tuple(
-            (group, tuple(choices[group])) for group in extra.get("required_choices", ())
-        )
-        node.choice_keys = frozenset(name for _, names in node.choices for name in names)
 
 
 _REGISTRY: _Registry | None = None

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,14 @@ from pathlib import Path
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
-from river.validation import SCHEMA_FILE, SCHEMA_SHA256, SUPPLEMENT_FILE, Validator, resource_types
+from river.validation import (
+    SCHEMA_FILE,
+    SCHEMA_SHA256,
+    SUPPLEMENT_FILE,
+    Validator,
+    _registry,
+    resource_types,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PATIENT_ID = "0b8ea5c2-8e0f-5e52-9c8a-1b2f3e4d5c6a"
@@ -488,3 +496,34 @@ def test_validation_does_not_modify_the_resource(validator):
     before = copy.deepcopy(resource)
     validator.validate(resource)
     assert resource == before
+
+
+@pytest.mark.parametrize("name", ["string", "markdown", "uri", "url", "canonical", "code", "id"])
+def test_string_shortcuts_agree_with_the_schema_patterns(name):
+    """Printable strings skip the regex; the answer must be the schema's all the same."""
+    registry = _registry()
+    pattern = re.compile(registry.definitions[name]["pattern"][:-1] + r"\Z")
+    check = registry._primitive(name).ok
+    samples = [
+        "a",
+        "a b",
+        "a  b",
+        " a",
+        "a ",
+        "a\tb",
+        "a\nb",
+        "a\x00b",
+        "a\u00a0b",
+        "é",
+        "a\u2003b",
+        "\u3000",
+        "a\x0bb",
+        "a\x85",
+        "line\r\n",
+        "x" * 65,
+        "-.",
+        "日本",
+    ]
+    for sample in samples:
+        assert check(sample) == bool(pattern.match(sample)), (name, sample)
+    assert not check("")

@@ -1,0 +1,271 @@
+"""Kafka for the services: topic names, an event producer, and the one
+consume-process-produce-commit loop every service runs (`run_service`).
+
+    producer = EventProducer(settings)
+    producer.send(events.BATCH, instance_key(resource_id, ""), BatchEvent(...))
+    producer.flush()            # raises KafkaUnavailable if not acknowledged in time
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from adapters.store import StoreUnavailable
+from river import events
+from river.errors import RiverError, SourceUnavailable
+from river.settings import Settings
+
+
+class KafkaUnavailable(RiverError):
+    """Kafka did not acknowledge in time."""
+
+
+def topic_name(settings: Settings, topic: str) -> str:
+    return f"{settings.kafka_topic_prefix}{topic}"
+
+
+class EventProducer:
+    """Produces events; `flush` waits until Kafka acknowledged every one."""
+
+    def __init__(self, settings: Settings, **config: Any) -> None:
+        self.settings = settings
+        self._failures: list[str] = []
+        self._producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                "acks": "all",
+                "linger.ms": 5,
+                "enable.idempotence": True,
+                "compression.type": "lz4",
+                "message.max.bytes": 10_000_000,
+                **config,
+            }
+        )
+
+    def send(self, topic: str, key: bytes | None, event: events.Event) -> None:
+        self.send_raw(topic, key, events.encode(event))
+
+    def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
+        name = topic_name(self.settings, topic)
+        while True:
+            try:
+                self._producer.produce(name, value, key, on_delivery=self._delivered)
+                return
+            except BufferError:
+                self._producer.poll(0.1)  # the local queue is full: let deliveries drain
+            except KafkaException as error:
+                raise KafkaUnavailable(f"cannot produce to topic {name}: {error}") from None
+
+    def flush(self, timeout: float = 30.0) -> None:
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            raise KafkaUnavailable(
+                f"{remaining} message(s) not acknowledged by Kafka within {timeout:g} s"
+            )
+        if self._failures:
+            failures, self._failures = self._failures, []
+            raise KafkaUnavailable(f"Kafka refused {len(failures)} message(s): {failures[0]}")
+
+    def poll(self) -> None:
+        self._producer.poll(0)
+
+    def _delivered(self, error: KafkaError | None, message: Any) -> None:
+        if error is not None:
+            self._failures.append(str(error))
+
+
+# --- the service loop ---------------------------------------------------------------
+
+TRANSIENT = (KafkaUnavailable, StoreUnavailable, SourceUnavailable)
+log = logging.getLogger("river")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A consumed message; `topic` is the logical topic name, without prefix."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class Output:
+    """Where a handler sends what it produces. The loop flushes it (waits for
+    Kafka's acknowledgements) before committing the consumed offsets; a handler
+    that produces a lot may flush on its way."""
+
+    def __init__(self, producer: EventProducer, stopping: Callable[[], bool]) -> None:
+        self._producer = producer
+        self.stopping = stopping  # True once SIGTERM came: long handlers give up
+        self.sent = 0
+
+    def send(self, topic: str, key: bytes | None, event: events.Event) -> None:
+        self._producer.send(topic, key, event)
+        self.sent += 1
+
+    def flush(self) -> None:
+        self._producer.flush()
+
+
+Handler = Callable[[list[Message], Output], None]
+
+
+@dataclass
+class ServiceConfig:
+    name: str  # extractor, transformer, loader: the consumer group is fhir-river-<name>
+    topics: tuple[str, ...]
+    max_batch: int = 500
+    max_wait: float = 0.2
+    # A batch event may take minutes to extract: don't let the group evict us.
+    max_poll_interval_ms: int = 300_000
+    consumer: dict[str, Any] = field(default_factory=dict)
+
+
+def run_service(settings: Settings, config: ServiceConfig, handle: Handler) -> None:
+    """Consume, hand messages to `handle`, produce, commit; until SIGTERM or SIGINT.
+
+    Offsets are committed only after everything the handler produced was
+    acknowledged (at least once). A transient failure (Kafka, store or source
+    unavailable) retries the same messages after a pause, without committing.
+    Anything else a handler raises sends the messages to the `errors` topic
+    with the reason and commits them: a bad message never blocks a partition.
+    """
+    stop = _StopFlag()
+    producer = EventProducer(settings)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"{settings.kafka_topic_prefix}fhir-river-{config.name}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "max.poll.interval.ms": config.max_poll_interval_ms,
+            "partition.assignment.strategy": "cooperative-sticky",
+            **config.consumer,
+        }
+    )
+    names = {topic_name(settings, topic): topic for topic in config.topics}
+    consumer.subscribe(list(names))
+    output = Output(producer, stop.is_set)
+    log.info("%s consuming %s", config.name, ", ".join(names))
+    try:
+        while not stop.is_set():
+            raw = consumer.consume(config.max_batch, config.max_wait)
+            messages = []
+            for message in raw:
+                if message.error() is not None:
+                    log.warning("%s: %s", config.name, message.error())
+                    continue
+                messages.append(
+                    Message(
+                        names.get(message.topic(), message.topic()),
+                        message.partition(),
+                        message.offset(),
+                        message.key(),
+                        message.value(),
+                    )
+                )
+            if not messages:
+                continue
+            if not _process(config, handle, messages, output, producer, stop):
+                break  # stopped while retrying: nothing committed, the messages come back
+            _commit(consumer, raw)
+    finally:
+        consumer.close()
+        try:
+            producer.flush(10)
+        except KafkaUnavailable as error:
+            log.warning("%s: %s", config.name, error)
+        log.info("%s stopped", config.name)
+
+
+def _process(
+    config: ServiceConfig,
+    handle: Handler,
+    messages: list[Message],
+    output: Output,
+    producer: EventProducer,
+    stop: _StopFlag,
+) -> bool:
+    """Run the handler until it succeeds; False if stopped before it did."""
+    pause = 0.5
+    while True:
+        try:
+            handle(messages, output)
+            output.flush()
+            return True
+        except Interrupted:
+            return False
+        except TRANSIENT as error:
+            if stop.is_set():
+                return False
+            log.warning("%s: %s; retrying in %.1f s", config.name, error, pause)
+            stop.wait(pause)
+            pause = min(pause * 2, 10.0)
+        except Exception as error:  # a bug or a message nobody can process
+            log.exception("%s could not process %d message(s)", config.name, len(messages))
+            reason = f"{config.name} failed: {type(error).__name__}: {error}"
+            for message in messages:
+                producer.send(events.ERRORS, message.key, _error_of(message, reason))
+            producer.flush()
+            return True
+
+
+def _error_of(message: Message, reason: str) -> events.ErrorEvent:
+    return events.ErrorEvent(
+        batch_id=None,
+        resource_id=None,
+        primary_key_value=None,
+        stage=message.topic,
+        message=f"{reason} (partition {message.partition}, offset {message.offset})",
+    )
+
+
+def _commit(consumer: Consumer, raw: list[Any]) -> None:
+    positions: dict[tuple[str, int], int] = {}
+    for message in raw:
+        key = (message.topic(), message.partition())
+        if message.offset() is not None and message.offset() >= 0:
+            positions[key] = max(positions.get(key, -1), message.offset() + 1)
+    if not positions:
+        return
+    try:
+        consumer.commit(
+            offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()],
+            asynchronous=False,
+        )
+    except KafkaException as error:
+        # A rebalance took the partition away: its new owner replays (at least once).
+        log.warning("commit refused: %s", error)
+
+
+class _StopFlag:
+    """Set by SIGTERM or SIGINT; the loop ends after the message batch in hand."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._set)
+
+    def _set(self, signum: int, frame: Any) -> None:
+        log.info("signal %d: finishing the messages in hand, then stopping", signum)
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> None:
+        self._event.wait(seconds)
+
+
+class Interrupted(Exception):  # noqa: N818 (it is not an error: a stop came)
+    """Raised by a long handler that gave up because SIGTERM came: the loop
+    commits nothing, so the message comes back to whoever consumes it next."""

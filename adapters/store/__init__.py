@@ -1,0 +1,167 @@
+"""The FHIR store: resources and batch state, on PostgreSQL or MongoDB.
+
+    store = open_store(settings.fhir_store_url)   # postgresql://... or mongodb://...
+
+Services and the API speak only to `FhirStore`; which backend runs is the
+URL's business (DESIGN.md, The store). Every write is idempotent, so that a
+replayed Kafka message changes nothing and counts nothing twice.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from river.batches import BatchState
+from river.errors import RiverError
+
+
+class StoreUnavailable(RiverError):
+    """The store cannot be reached now; the caller waits and retries."""
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What became of one resource handed to `FhirStore.load`."""
+
+    resource_type: str
+    id: str
+    action: str  # created, updated, or replayed (already loaded by this batch, same content)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceError:
+    batch_id: str | None
+    resource_id: str | None
+    primary_key_value: Any
+    stage: str
+    message: str
+
+
+class FhirStore(ABC):
+    # --- resources ----------------------------------------------------------------
+    @abstractmethod
+    def load(self, batch_id: str, items: Sequence[tuple[str, dict[str, Any]]]) -> list[Loaded]:
+        """Upsert resources in bulk, `items` being (resource_id, resource) pairs.
+
+        In the same unit of work, count them for their batch: `transformed`
+        and `created` or `updated` per resource id, but not replays (see
+        `river.batches.content_hash`). Returns one `Loaded` per item, in order.
+        """
+
+    @abstractmethod
+    def delete(
+        self, batch_id: str, resource_id: str, resource_type: str, ids: Sequence[str]
+    ) -> int:
+        """Delete resources (a source row deleted); counts `deleted` for the batch."""
+
+    @abstractmethod
+    def read(self, resource_type: str, id: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def search(
+        self,
+        resource_type: str,
+        tag: tuple[str, str] | None = None,
+        count: int = 50,
+        offset: int = 0,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """(total, page) of the resources of a type, with `meta.tag` system|code if given."""
+
+    # --- batches ------------------------------------------------------------------
+    @abstractmethod
+    def create_batch(
+        self,
+        batch_id: str,
+        resource_ids: Sequence[str],
+        retry_of: str | None = None,
+        live: bool = False,
+    ) -> None: ...
+
+    @abstractmethod
+    def set_expected(self, batch_id: str, resource_id: str, expected: int) -> None: ...
+
+    @abstractmethod
+    def set_extracted(self, batch_id: str, resource_id: str, extracted: int) -> None: ...
+
+    @abstractmethod
+    def resource_failed(self, batch_id: str, resource_id: str, message: str) -> None:
+        """The resource could not run at all (invalid mapping, missing table)."""
+
+    @abstractmethod
+    def record_errors(self, errors: Sequence[InstanceError]) -> int:
+        """Keep errors; each new (batch, resource, primary key, stage) counts one `failed`.
+        Returns how many were new."""
+
+    @abstractmethod
+    def cancel_batch(self, batch_id: str) -> bool:
+        """Mark a batch canceled; False if there is no such batch."""
+
+    @abstractmethod
+    def batch(self, batch_id: str) -> BatchState | None: ...
+
+    @abstractmethod
+    def batches(self, limit: int = 50, offset: int = 0) -> list[BatchState]:
+        """Newest first."""
+
+    @abstractmethod
+    def errors(
+        self, batch_id: str, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[InstanceError]]: ...
+
+    @abstractmethod
+    def failed_instances(self, batch_id: str) -> dict[str, list[Any]]:
+        """resource id -> primary key values of the instances that failed (for a retry)."""
+
+    # --- life -----------------------------------------------------------------------
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise StoreUnavailable when the store cannot answer."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class CanceledBatches:
+    """Whether a batch was canceled, asked of the store at most once a second per
+    batch: services ask it for every message."""
+
+    def __init__(self, store: FhirStore, ttl: float = 1.0) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._known: dict[str, tuple[bool, float]] = {}
+
+    def __call__(self, batch_id: str | None) -> bool:
+        if batch_id is None:
+            return False
+        now = time.monotonic()
+        known = self._known.get(batch_id)
+        if known is not None and (known[0] or now - known[1] < self.ttl):
+            return known[0]  # a canceled batch stays canceled
+        state = self.store.batch(batch_id)
+        canceled = state is not None and state.canceled_at is not None
+        if len(self._known) > 10_000:
+            self._known.clear()
+        self._known[batch_id] = (canceled, now)
+        return canceled
+
+
+def open_store(url: str, bulk_size: int = 500) -> FhirStore:
+    """The backend the URL's scheme names: postgresql:// or mongodb://.
+
+    `bulk_size` is the documents per bulk command of the MongoDB store
+    (MONGO_BULK_SIZE); PostgreSQL takes each call's resources in one statement.
+    """
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if scheme in ("postgresql", "postgres"):
+        from adapters.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    if scheme in ("mongodb", "mongodb+srv"):
+        from adapters.store.mongo import MongoStore
+
+        return MongoStore(url, bulk_size=bulk_size)
+    raise RiverError(f"FHIR_STORE_URL must start with postgresql:// or mongodb://, not {scheme}://")

@@ -1,0 +1,3 @@
+from extractor.service import main
+
+main()

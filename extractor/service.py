@@ -1,0 +1,101 @@
+"""The extractor: a `batch` event in, one `extract` event per instance out.
+
+It counts the resource's instances (the batch's `expected`) before the first
+event, streams the rows with a server-side cursor and reports `extracted` as
+it goes. A canceled batch stops; SIGTERM hands the event back (not committed)
+so that the next extractor starts it again (downstream, ids and upserts make
+the replay harmless, and the store does not count it twice).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from adapters.kafka import Handler, Interrupted, Message, Output, ServiceConfig, run_service
+from adapters.service import start
+from adapters.store import CanceledBatches, FhirStore
+from river import events
+from river.engine import Engine
+from river.errors import InvalidMapping, SourceError, SourceUnavailable, UnknownResource
+
+log = logging.getLogger("river")
+PROGRESS_EVERY = 2000
+
+
+def make_handler(engine: Engine, store: FhirStore) -> Handler:
+    canceled = CanceledBatches(store)
+
+    def handle(messages: list[Message], out: Output) -> None:
+        for message in messages:
+            try:
+                event = events.decode(events.BATCH, message.value)
+            except events.BadEvent as error:
+                out.send(events.ERRORS, message.key, _error(None, None, str(error)))
+                continue
+            if not canceled(event.batch_id):
+                extract(engine, store, event, out, canceled)
+
+    return handle
+
+
+def extract(
+    engine: Engine,
+    store: FhirStore,
+    event: events.BatchEvent,
+    out: Output,
+    canceled: CanceledBatches,
+) -> None:
+    batch_id, resource_id = event.batch_id, event.resource_id
+    try:
+        plan = engine.plan(resource_id)
+        engine.transformer(resource_id)  # a mapping the transformer would refuse fails here, once
+        expected = engine.count(resource_id, event.primary_key_values)
+    except SourceUnavailable:
+        raise  # the loop waits and retries
+    except (UnknownResource, InvalidMapping, SourceError) as error:
+        log.warning("batch %s, resource %s: %s", batch_id, resource_id, error)
+        store.resource_failed(batch_id, resource_id, str(error))
+        out.send(
+            events.ERRORS,
+            events.instance_key(resource_id, ""),
+            _error(batch_id, resource_id, str(error)),
+        )
+        return
+    store.set_expected(batch_id, resource_id, expected)
+    log.info("batch %s, resource %s: extracting %d instance(s)", batch_id, resource_id, expected)
+    extracted = 0
+    for record in engine.records(resource_id, event.primary_key_values):
+        key = events.instance_key(resource_id, record.primary_key_value)
+        out.send(
+            events.EXTRACT,
+            key,
+            events.ExtractEvent(
+                batch_id, resource_id, plan.resource_type, record.primary_key_value, record.columns
+            ),
+        )
+        extracted += 1
+        if extracted % PROGRESS_EVERY == 0:
+            out.flush()  # counted once Kafka has them
+            store.set_extracted(batch_id, resource_id, extracted)
+            if out.stopping():
+                raise Interrupted
+            if canceled(batch_id):
+                log.info(
+                    "batch %s canceled: resource %s stops at %d", batch_id, resource_id, extracted
+                )
+                return
+    out.flush()
+    store.set_extracted(batch_id, resource_id, extracted)
+    log.info("batch %s, resource %s: %d instance(s) extracted", batch_id, resource_id, extracted)
+
+
+def _error(batch_id: str | None, resource_id: str | None, message: str) -> events.ErrorEvent:
+    return events.ErrorEvent(batch_id, resource_id, None, "extract", message)
+
+
+def main() -> None:
+    settings, engine, store = start("extractor")
+    config = ServiceConfig(
+        "extractor", (events.BATCH,), max_batch=1, max_poll_interval_ms=3_600_000
+    )
+    run_service(settings, config, make_handler(engine, store))

@@ -1,0 +1,3 @@
+from loader.service import main
+
+main()

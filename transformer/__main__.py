@@ -1,0 +1,3 @@
+from transformer.service import main
+
+main()

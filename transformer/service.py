@@ -1,0 +1,80 @@
+"""The transformer: `extract` events in, valid FHIR resources out as `transform`
+events; an instance that fails (script, cast, invalid FHIR) becomes an error of
+its batch, and the others go on."""
+
+from __future__ import annotations
+
+from adapters.kafka import Handler, Message, Output, ServiceConfig, run_service
+from adapters.service import start
+from adapters.store import CanceledBatches, FhirStore, InstanceError
+from river import events
+from river.engine import Engine
+from river.errors import RiverError
+from river.transform import timestamp
+
+
+def make_handler(engine: Engine, store: FhirStore) -> Handler:
+    canceled = CanceledBatches(store)
+
+    def handle(messages: list[Message], out: Output) -> None:
+        now = timestamp()
+        failures: list[tuple[bytes | None, InstanceError]] = []
+        for message in messages:
+            try:
+                event = events.decode(events.EXTRACT, message.value)
+            except events.BadEvent as error:
+                out.send(
+                    events.ERRORS,
+                    message.key,
+                    events.ErrorEvent(None, None, None, "transform", str(error)),
+                )
+                continue
+            if canceled(event.batch_id):
+                continue
+            try:
+                outcome = engine.transform(event.resource_id, event.record, now)
+                problem = outcome.error
+            except RiverError as error:  # unknown resource, invalid mapping
+                outcome, problem = None, str(error)
+            if problem is None:
+                out.send(
+                    events.TRANSFORM,
+                    message.key,
+                    events.TransformEvent(event.batch_id, event.resource_id, outcome.resource),
+                )
+            else:
+                failures.append(
+                    (
+                        message.key,
+                        InstanceError(
+                            event.batch_id,
+                            event.resource_id,
+                            event.primary_key_value,
+                            "transform",
+                            problem,
+                        ),
+                    )
+                )
+        if failures:
+            store.record_errors([failure for _, failure in failures])
+            for key, failure in failures:
+                out.send(
+                    events.ERRORS,
+                    key,
+                    events.ErrorEvent(
+                        failure.batch_id,
+                        failure.resource_id,
+                        failure.primary_key_value,
+                        failure.stage,
+                        failure.message,
+                    ),
+                )
+
+    return handle
+
+
+def main() -> None:
+    settings, engine, store = start("transformer")
+    run_service(
+        settings, ServiceConfig("transformer", (events.EXTRACT,)), make_handler(engine, store)
+    )
