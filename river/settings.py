@@ -44,7 +44,7 @@ class Settings:
     source_db_url: str = field(default="", repr=False)
     source_timezone: str = "+02:00"
     fhir_api_url: str = ""
-    concept_maps: str = ""
+    concept_maps: str = "examples/concept_maps"
     custom_scripts: str = ""
     extract_chunk_size: int = 5000
 
@@ -72,7 +72,7 @@ class Settings:
             source_db_url=env.get("SOURCE_DB_URL", ""),
             source_timezone=_read(env, "SOURCE_TIMEZONE", cls.source_timezone),
             fhir_api_url=env.get("FHIR_API_URL", ""),
-            concept_maps=env.get("CONCEPT_MAPS", ""),
+            concept_maps=env.get("CONCEPT_MAPS", cls.concept_maps),
             custom_scripts=env.get("CUSTOM_SCRIPTS", ""),
             extract_chunk_size=_read_int(env, "EXTRACT_CHUNK_SIZE", 5000),
         )

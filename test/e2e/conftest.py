@@ -1,0 +1,164 @@
+"""The whole pipeline as processes: api, extractor, transformer, loader, started
+here against the real stack (Kafka, PostgreSQL; FerretDB for the MongoDB store),
+on topics of their own (a unique prefix) and a FHIR store database of their own."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from adapters.store import FhirStore, open_store
+from river.events import TOPICS
+from test.conftest import CONCEPT_MAPS, MIMIC_DEMO_MAPPING, ROOT, scratch_database
+
+SERVICES = ("api", "extractor", "transformer", "loader")
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Pipeline:
+    """The four services as a user runs them, and ways to poke at them."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, store: FhirStore) -> None:
+        self.env = env
+        self.workdir = workdir
+        self.store = store
+        self.url = f"http://127.0.0.1:{env['API_PORT']}"
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self, *names: str) -> None:
+        for name in names or SERVICES:
+            log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 (kept by the process)
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", name],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        if "api" in (names or SERVICES):
+            self._wait_for_api()
+
+    def stop(self, *names: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        for name in names or tuple(self.processes):
+            process = self.processes.pop(name, None)
+            if process is None:
+                continue
+            process.send_signal(sig)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def restart(self, name: str, sig: int = signal.SIGTERM) -> None:
+        self.stop(name, sig=sig)
+        self.start(name)
+
+    def log(self, name: str) -> str:
+        return (self.workdir / f"{name}.log").read_text(errors="replace")
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return requests.request(method, self.url + path, timeout=30, **kwargs)
+
+    def batch(self, resource_ids: list[str], **body: Any) -> str:
+        answer = self.request("POST", "/batch", json={"resource_ids": resource_ids, **body})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["batch_id"]
+
+    def wait(
+        self,
+        batch_id: str,
+        timeout: float = 300,
+        until: tuple[str, ...] = ("completed", "failed", "canceled"),
+    ) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.request("GET", f"/batches/{batch_id}").json()
+            if state["status"] in until:
+                return state
+            time.sleep(0.5)
+        logs = {name: self.log(name)[-2000:] for name in SERVICES}
+        raise AssertionError(
+            f"batch {batch_id} still {state['status']} after {timeout} s: {state}\n{logs}"
+        )
+
+    def _wait_for_api(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if self.request("GET", "/health").status_code in (200, 503):
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        raise AssertionError(f"the api did not answer within 60 s:\n{self.log('api')[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def topic_prefix() -> Iterator[str]:
+    prefix = f"e2e-{uuid.uuid4().hex[:8]}-"
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    names = [prefix + topic for topic in TOPICS]
+    for future in admin.create_topics(
+        [NewTopic(n, num_partitions=3, replication_factor=1) for n in names]
+    ).values():
+        future.result(30)
+    yield prefix
+    for future in admin.delete_topics(names).values():
+        with contextlib.suppress(Exception):  # best-effort clean-up
+            future.result(30)
+
+
+def make_pipeline(tmp: Path, prefix: str, store_url: str, source_url: str) -> Pipeline:
+    mapping = tmp / "mimic-demo.json"
+    shutil.copy(MIMIC_DEMO_MAPPING, mapping)  # a copy, so a test can fix it
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+        "KAFKA_TOPIC_PREFIX": prefix,
+        "FHIR_STORE_URL": store_url,
+        "SOURCE_DB_URL": source_url,
+        "MAPPINGS": str(mapping),
+        "CONCEPT_MAPS": str(CONCEPT_MAPS),
+        "FHIR_API_URL": "",
+        "PYROG_API_URL": "",
+        "API_PORT": str(free_port()),
+        "MONGO_BULK_SIZE": "40",
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
+    return Pipeline(env, tmp, open_store(store_url, bulk_size=40))
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, topic_prefix, mimic_demo_url) -> Iterator[Pipeline]:
+    """The pipeline on the PostgreSQL store."""
+    with scratch_database("river_e2e_fhirstore") as store_url:
+        pipeline = make_pipeline(
+            tmp_path_factory.mktemp("pipeline"), topic_prefix, store_url, mimic_demo_url
+        )
+        pipeline.start()
+        try:
+            yield pipeline
+        finally:
+            pipeline.stop()
+            pipeline.store.close()
