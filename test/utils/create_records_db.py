@@ -12,10 +12,12 @@ and streamed with COPY (one connection a table, all committed at the end): the
 memory does not grow with --patients.
 
 --replace empties the generated tables first (the dictionaries are completed,
-never emptied): run it again and you get the same database. Without it the rows
-are added, and a second run with the same seed fails on its duplicate ids
-(changing nothing). --output-dir writes `<table>.csv` files in the demo's format
-instead (load them with load_csv_folder.py).
+never emptied), and drops their keys and indexes for the load, building them
+again at the end: run it again and you get the same database. Without it the
+rows are added to what is there (the demo, say), and a run is refused at once,
+changing nothing, when synthetic rows (row_id >= 100,000,000) are already there.
+--output-dir writes `<table>.csv` files in the demo's format instead (load them
+with load_csv_folder.py).
 
 --insert-new K (the seed's use): inserts K new patients, one admission each, into
 a running database with fresh ids (above the largest there), with plain INSERTs

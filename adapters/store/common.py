@@ -1,0 +1,177 @@
+"""What both FHIR store backends share: telling created from updated from
+replayed, the counts that follow, and error messages without secrets.
+
+Kept apart from the backends so that PostgreSQL and MongoDB decide the same
+way (one rule, two storages): a resource is *created* when no row held its
+id, *replayed* when the row was written by the same batch with the same
+content (`river.batches.content_hash`), else *updated*.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+
+from adapters.store import Loaded
+from river.batches import content_hash
+from river.errors import RiverError
+
+CREATED, UPDATED, REPLAYED = "created", "updated", "replayed"
+
+# FHIR resource type names are CamelCase letters (Patient, MedicationRequest): checking
+# them keeps table and collection names safe and apart from the store's own.
+_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{0,62}")
+
+Key = tuple[str, str]  # (resource type, FHIR id)
+Stored = tuple[str | None, str | None]  # (batch id, content hash) of the stored resource
+
+
+def check_resource_type(resource_type: Any) -> str:
+    """The resource type, if it can name a table or a collection; RiverError else."""
+    if not isinstance(resource_type, str) or not _RESOURCE_TYPE.fullmatch(resource_type):
+        raise RiverError(f"{resource_type!r} is not a FHIR resource type name")
+    return resource_type
+
+
+def is_resource_type(resource_type: Any) -> bool:
+    return isinstance(resource_type, str) and _RESOURCE_TYPE.fullmatch(resource_type) is not None
+
+
+def keys_of(items: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, list[str]]:
+    """resource type -> the distinct ids of `items`, in first-seen order."""
+    ids: dict[str, dict[str, None]] = defaultdict(dict)
+    for _, resource in items:
+        if not isinstance(resource, dict):
+            raise RiverError("a resource to load must be a JSON object")
+        resource_type = check_resource_type(resource.get("resourceType"))
+        rid = resource.get("id")
+        if not isinstance(rid, str) or not rid:
+            raise RiverError(f"a {resource_type} to load has no id")
+        ids[resource_type][rid] = None
+    return {t: list(v) for t, v in ids.items()}
+
+
+@dataclass
+class LoadPlan:
+    """What one `load` call does, decided before writing.
+
+    `writes` holds, per key, the last version of the call that is not a
+    replay, with its hash (what to upsert); `first_created` the keys no row
+    held when read (the backend checks them against what the upsert saw).
+    """
+
+    batch_id: str
+    loaded: list[Loaded] = field(default_factory=list)
+    writes: dict[Key, tuple[dict[str, Any], str]] = field(default_factory=dict)
+    first_created: set[Key] = field(default_factory=set)
+    counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+    def by_type(self) -> dict[str, list[tuple[str, dict[str, Any], str]]]:
+        """resource type -> [(id, resource, hash)] to write, sorted by id (lock order)."""
+        grouped: dict[str, list[tuple[str, dict[str, Any], str]]] = defaultdict(list)
+        for (resource_type, rid), (resource, digest) in self.writes.items():
+            grouped[resource_type].append((rid, resource, digest))
+        for rows in grouped.values():
+            rows.sort(key=lambda row: row[0])
+        return grouped
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """resource id -> counter increments (transformed, created, updated), none zero."""
+        out = {}
+        for resource_id, counts in sorted(self.counts.items()):
+            increments = {
+                "transformed": counts[CREATED] + counts[UPDATED],
+                "created": counts[CREATED],
+                "updated": counts[UPDATED],
+            }
+            increments = {k: v for k, v in increments.items() if v}
+            if increments:
+                out[resource_id] = increments
+        return out
+
+
+def plan_load(
+    batch_id: str,
+    items: Sequence[tuple[str, dict[str, Any]]],
+    stored: Mapping[Key, Stored],
+) -> LoadPlan:
+    """Decide each item's action against `stored` (what the store holds now).
+
+    An id met twice in one call is judged against its previous version in
+    the call, so that the counts are those of loading the items one by one.
+    """
+    plan = LoadPlan(batch_id)
+    state: dict[Key, Stored] = dict(stored)
+    for resource_id, resource in items:
+        key = (resource["resourceType"], resource["id"])
+        digest = content_hash(resource)
+        before = state.get(key)
+        if before is None:
+            action = CREATED
+            plan.first_created.add(key)
+        elif before == (batch_id, digest):
+            action = REPLAYED
+        else:
+            action = UPDATED
+        state[key] = (batch_id, digest)
+        if action != REPLAYED:
+            plan.writes[key] = (resource, digest)
+            plan.counts[resource_id][action] += 1
+        plan.loaded.append(Loaded(key[0], key[1], action))
+    return plan
+
+
+# --- errors ---------------------------------------------------------------------------------
+def encode_key(value: Any) -> str:
+    """A primary key value as text that keeps its JSON type (1 and "1" stay apart),
+    so that a retry hands the extractor the values it had."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def decode_key(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+def failed_counts(new: Sequence[tuple[str, str | None]]) -> dict[tuple[str, str], int]:
+    """(batch id, resource id) -> new errors, for the `failed` counters (errors with no
+    resource count for none)."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for batch_id, resource_id in new:
+        if resource_id:
+            counts[(batch_id, resource_id)] += 1
+    return dict(sorted(counts.items()))
+
+
+# --- messages -------------------------------------------------------------------------------
+def url_password(url: str) -> str | None:
+    """The password of a URL (scheme://user:password@host...), if any."""
+    match = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://([^@/?#]*)@", url)
+    if not match or ":" not in match.group(1):
+        return None
+    return unquote(match.group(1).split(":", 1)[1]) or None
+
+
+def where(url: str) -> str:
+    """host:port/database of a URL, without user or password (for messages)."""
+    rest = url.split("://", 1)[-1]
+    rest = rest.rsplit("@", 1)[-1] if "@" in rest.split("/", 1)[0] else rest
+    return rest.split("?", 1)[0].rstrip("/")
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` with the URL's password (raw and percent-decoded) masked; one line."""
+    password = url_password(url)
+    raw = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^:@/]*:([^@/]*)@", url)
+    for secret in {password, raw.group(1) if raw else None}:
+        if secret:
+            text = text.replace(secret, "***")
+    return " ".join(text.split())
