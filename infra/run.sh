@@ -1,15 +1,48 @@
 #!/usr/bin/env bash
-# `make run` after `make start`: loads the example data and runs the example mapping.
-# For now it only says where each part listens; data loading comes here.
+# `make run`, after `make start`: loads the example data (100 synthetic patients into
+# `mimic`), runs the example mapping as a batch through the running pipeline, and
+# shows where everything is and how to read the FHIR resources back.
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 load_settings
+PY="$ROOT/.venv/bin/python"
+API="http://127.0.0.1:$API_PORT"
+T0=$(now)
 
-# --- hook: example data and the example mapping (to be written) ---------------------------
-# e.g. "$PY" test/utils/<loader>.py ../shared/data/mimic-iii-demo, then POST /batch.
+example_data() {
+    "$PY" test/utils/create_records_db.py --patients "${EXAMPLE_PATIENTS:-100}" --seed 1 --replace --quiet \
+        >"$STATE_DIR/logs/example-data.log" 2>&1 ||
+        die "loading the example data failed: see $STATE_DIR/logs/example-data.log."
+    STEP_RESULT="${EXAMPLE_PATIENTS:-100} synthetic patients in database $SOURCE_DB_NAME"
+}
 
-say "FHIR River local stack:"
+wait_for_api() {
+    local i
+    for i in $(seq 1 60); do
+        curl -fsS "$API/health" >/dev/null 2>&1 && { STEP_RESULT="$API"; return; }
+        sleep 0.5
+    done
+    die "the api does not answer on $API: see $STATE_DIR/logs/api.log, then run make run again."
+}
+
+step "Example data" example_data
+step "API" wait_for_api
+say "Batch over the example mapping (examples/mappings/mimic-example.json):"
+"$ROOT/.venv/bin/river" batch example-patient example-encounter example-condition --wait ||
+    die "the example batch did not complete: see river status and $STATE_DIR/logs/."
+
+id=$(curl -fsS "$API/fhir/Patient?_count=1" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["entry"][0]["resource"]["id"])')
+say ""
+say "Done in $(elapsed "$T0")s. The stack:"
 bash "$ROOT/infra/status.sh" --where
-say "Stop it with: make stop"
-exit 0
+cat <<TEXT
+
+Read the FHIR resources back:
+  curl -s $API/batches
+  curl -s '$API/fhir/Patient?_count=2'
+  curl -s $API/fhir/Patient/$id
+  curl -s -XPOST $API/preview -H 'Content-Type: application/json' \\
+       -d '{"resource_id": "example-patient", "primary_key_values": [1000000]}'
+Stop everything with: make stop
+TEXT

@@ -1,9 +1,14 @@
 """The `river` command.
 
     river preview [--mapping PATH] RESOURCE_ID PK [PK ...]
-    river batch --mapping PATH [RESOURCE_ID ...] [--all] [--output FILE]
+    river batch --mapping PATH [RESOURCE_ID ...] [--all] [--output FILE]   in-process
+    river batch [RESOURCE_ID ...] [--wait]                 through the running pipeline
+    river status [BATCH_ID]
     river check [--mapping PATH]
     river resources [--mapping PATH]
+
+`river batch` runs in-process (no Kafka, NDJSON out) when given --mapping,
+--output or --offline; otherwise it asks the API to start a batch.
 
 Exit status: 0 when the command ran (even if some instances have errors), 1
 when it could not (invalid mapping, unknown resource, unreachable database),
@@ -64,11 +69,21 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("resource_id", help="the mapping resource's id")
     preview.add_argument("primary_key_values", nargs="+", metavar="PK")
 
-    batch = command("batch", _batch, "extract and transform resources in-process, to NDJSON")
+    batch = command("batch", _batch, "run a batch: through the pipeline, or in-process to NDJSON")
     batch.add_argument("resource_ids", nargs="*", metavar="RESOURCE_ID")
     batch.add_argument("--all", action="store_true", help="every resource of the mappings")
+    batch.add_argument("--offline", action="store_true", help="in-process, without Kafka")
     batch.add_argument("--output", "-o", metavar="FILE", help="NDJSON file (default: stdout)")
     batch.add_argument("--no-validate", action="store_true", help="skip FHIR validation")
+    batch.add_argument("--wait", action="store_true", help="follow the batch until it ends")
+    batch.add_argument("--api", metavar="URL", help="the API (default: http://127.0.0.1:$API_PORT)")
+
+    status = commands.add_parser("status", help="the state of a batch, or of the latest ones")
+    status.add_argument("batch_id", nargs="?")
+    status.add_argument(
+        "--api", metavar="URL", help="the API (default: http://127.0.0.1:$API_PORT)"
+    )
+    status.set_defaults(run=_status)
 
     command("check", _check, "validate the mappings and list their resources")
     command("resources", _check, "list the resources the mappings define")
@@ -98,7 +113,21 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _api_url(args: argparse.Namespace) -> str:
+    return args.api or f"http://127.0.0.1:{Settings.load().api_port}"
+
+
+def _status(args: argparse.Namespace) -> int:
+    from river.client import show_status
+
+    return show_status(_api_url(args), args.batch_id)
+
+
 def _batch(args: argparse.Namespace) -> int:
+    if not (args.mapping or args.output or args.offline):
+        from river.client import start_batch
+
+        return start_batch(_api_url(args), args.resource_ids or None, wait=args.wait)
     engine = _engine(args)
     if args.no_validate:
         engine.validator = None

@@ -32,7 +32,9 @@ def postgres_url(database: str = "postgres") -> str:
 
 @contextmanager
 def scratch_database(name: str) -> Iterator[str]:
-    """A new empty database `name` (dropped first if left over), dropped after."""
+    """A new empty database named after `name` and this process (two test
+    sessions on one machine never share one), dropped after."""
+    name = f"{name}_{os.getpid()}"
     try:
         admin = psycopg.connect(postgres_url(), autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as error:

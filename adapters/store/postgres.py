@@ -108,11 +108,13 @@ CREATE INDEX IF NOT EXISTS {identifier_index} ON {table}
     USING gin ((resource->'identifier') jsonb_path_ops);
 """
 
-_STORED = "SELECT id, batch_id, content_hash FROM {table} WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+_STORED = """
+SELECT id, batch_id, content_hash FROM {table} WHERE id = ANY(%b::text[]) ORDER BY id FOR UPDATE
+"""
 _UPSERT = """
 INSERT INTO {table} AS t (id, resource, batch_id, content_hash, last_updated)
 SELECT u.id, u.resource::jsonb, %s, u.hash, now()
-  FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(id, resource, hash)
+  FROM unnest(%b::text[], %b::text[], %b::text[]) AS u(id, resource, hash)
  ORDER BY u.id
 ON CONFLICT (id) DO UPDATE SET
     resource = EXCLUDED.resource,
@@ -125,7 +127,7 @@ _BUMP = """
 INSERT INTO river_batch_resource AS r
     (batch_id, resource_id, transformed, created, updated, deleted, failed)
 SELECT %s, u.resource_id, u.transformed, u.created, u.updated, u.deleted, u.failed
-  FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[])
+  FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[])
        AS u(resource_id, transformed, created, updated, deleted, failed)
  ORDER BY u.resource_id
 ON CONFLICT (batch_id, resource_id) DO UPDATE SET
@@ -333,7 +335,7 @@ class PostgresStore(FhirStore):
         def work(conn: psycopg.Connection[Any]) -> int:
             with conn.cursor() as cur:
                 cur.execute(
-                    sql.SQL("DELETE FROM {table} WHERE id = ANY(%s)").format(table=table),
+                    sql.SQL("DELETE FROM {table} WHERE id = ANY(%b::text[])").format(table=table),
                     (list(ids),),
                 )
                 deleted = cur.rowcount
@@ -440,7 +442,7 @@ class PostgresStore(FhirStore):
             with conn.cursor() as cur:
                 cur.execute(
                     "INSERT INTO river_batch_resource (batch_id, resource_id)"
-                    " SELECT %s, r FROM unnest(%s::text[]) AS r ORDER BY r ON CONFLICT DO NOTHING",
+                    " SELECT %s, r FROM unnest(%b::text[]) AS r ORDER BY r ON CONFLICT DO NOTHING",
                     (batch_id, unique),
                 )
 
@@ -475,7 +477,7 @@ class PostgresStore(FhirStore):
                     "INSERT INTO river_batch_error"
                     " (batch_id, resource_id, primary_key_value, stage, message, at)"
                     " SELECT u.b, u.r, u.k, u.s, u.m, now()"
-                    "   FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+                    "   FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
                     "        AS u(b, r, k, s, m)"
                     " ON CONFLICT DO NOTHING RETURNING batch_id, resource_id",
                     (
@@ -550,7 +552,7 @@ class PostgresStore(FhirStore):
             if rows:
                 for r in conn.execute(
                     f"SELECT {_RESOURCE_COLUMNS} FROM river_batch_resource"
-                    " WHERE batch_id = ANY(%s)",
+                    " WHERE batch_id = ANY(%b::text[])",
                     (list(resources),),
                 ):
                     resources[r[0]].append(r)

@@ -92,8 +92,13 @@ class Pipeline:
         until: tuple[str, ...] = ("completed", "failed", "canceled"),
     ) -> dict:
         deadline = time.monotonic() + timeout
+        state: dict = {}
         while time.monotonic() < deadline:
-            state = self.request("GET", f"/batches/{batch_id}").json()
+            try:
+                state = self.request("GET", f"/batches/{batch_id}").json()
+            except requests.ConnectionError:  # the api restarting: ask again
+                time.sleep(0.5)
+                continue
             if state["status"] in until:
                 return state
             time.sleep(0.5)

@@ -7,13 +7,13 @@ import uuid
 
 import psycopg
 import pytest
-from river.validation import Validator
 
 from river.concept_maps import ConceptMaps
 from river.engine import Engine
 from river.errors import SourceError
 from river.mapping import load_mappings
 from river.scripts import ScriptRegistry
+from river.validation import Validator
 from test.conftest import CONCEPT_MAPS, MIMIC_DEMO_MAPPING
 
 SOURCE = "cktlnp0bb00020mmz5fks20ij"

@@ -5,8 +5,11 @@
     python test/utils/create_records_db.py --insert-new 3
 
 Patients come with their admissions, ICU stays, services, diagnoses_icd,
-procedures_icd and prescriptions in the demo's proportions (synthetic.py), plus
-a pool of caregivers and the ICD-9 dictionary rows the codes point to. The same
+procedures_icd and prescriptions in the MIMIC-III demo's proportions (synthetic.py),
+plus a pool of caregivers and the ICD-9 dictionary rows the codes point to (with
+synthetic titles). The proportions come from the statistics shipped in
+test/utils/mimic_reference.json.gz: no demo is needed (--demo-dir, or
+$MIMIC_DEMO_DIR when it holds the demo, learns them from a demo instead). The same
 --patients and --seed always give the same rows. Rows are generated in blocks
 and streamed with COPY (one connection a table, all committed at the end): the
 memory does not grow with --patients.
@@ -360,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         "--demo-dir",
         type=Path,
         default=None,
-        help=f"the MIMIC-III demo to learn from (default: {dbutil.DEFAULT_DEMO_DIR})",
+        help="learn from this MIMIC-III demo folder (default: $MIMIC_DEMO_DIR when it holds"
+        " the demo, else the statistics shipped in test/utils/mimic_reference.json.gz)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)

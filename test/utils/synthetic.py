@@ -1,12 +1,17 @@
 """MIMIC-III-shaped synthetic records: deterministic from a seed, streamed.
 
-The generator learns its distributions from the MIMIC-III demo (../shared/data/
-mimic-iii-demo, or $MIMIC_DEMO_DIR): how many admissions a patient has, how many
-diagnoses, procedures, prescriptions, services and ICU stays an admission has,
-ages, lengths of stay, the categorical values of admissions (NULLs included), the
-diagnosis and procedure codes (a few of which, as in MIMIC, are missing from the
-dictionaries), whole prescription lines, caregiver roles. Nothing is copied but
-the two ICD-9 dictionaries, which the codes point to.
+The generator draws from distributions learned on the MIMIC-III demo: how many
+admissions a patient has, how many diagnoses, procedures, prescriptions, services
+and ICU stays an admission has, ages, lengths of stay, the categorical values of
+admissions (NULLs included), the diagnosis and procedure codes (a few of which,
+as in MIMIC, are missing from the dictionaries), the prescriptions' drug columns,
+caregiver roles. By default they come from the statistics shipped beside this
+file (mimic_reference.json.gz, written by learn_reference.py: frequency tables,
+no rows of the demo), so no demo is needed; --demo-dir / load_reference(folder),
+or $MIMIC_DEMO_DIR when it holds the demo, learns them from a demo at run time
+instead. Nothing of the demo is copied: the ICD-9 dictionaries are made for the
+codes drawn, with titles that only name the code ("Diagnosis 4019"), and each
+prescription's drug columns are drawn one by one from their frequencies.
 
     from test.utils import synthetic
     for row in synthetic.iter_rows("admissions", n_patients=1000, seed=7): ...
@@ -31,17 +36,19 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 
 try:
-    from . import dbutil
+    from . import dbutil, learn_reference
 except ImportError:  # run as a script
     import dbutil
+    import learn_reference
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "patients": (
@@ -105,20 +112,21 @@ P_DOD_SSN_IN_HOSPITAL = 0.60
 # Demographics of a later admission are those of the patient's first, but
 # this often (as MIMIC has NULL language on one stay and ENGL on the next).
 P_DEMOGRAPHICS_CHANGE = 0.15
-# Diagnosis/procedure codes: drawn from the demo's codes (their frequencies,
-# those missing from the dictionary included), else any code of the dictionary.
-P_CODE_FROM_DEMO = 0.85
+REFERENCE_PATH = learn_reference.REFERENCE_PATH
+# The seed of the prescription drug lines drawn once from the statistics.
+RX_LINES_SEED = "fhir-river-synthetic/prescription-drug-lines"
 FIRST_DAY = date(2100, 1, 1).toordinal()
 SPAN_DAYS = 100 * 365
 DAY = 86400
 
 
 # --------------------------------------------------------------------------- #
-# What the demo teaches
+# What the demo teaches (through its statistics: learn_reference.py)
 # --------------------------------------------------------------------------- #
 @dataclass
 class Reference:
-    """Empirical distributions measured on the demo: lists to draw from."""
+    """Empirical distributions measured on the demo: lists to draw from (a value
+    repeated as often as the demo has it), and the rows of the dictionaries."""
 
     genders: list[str] = field(default_factory=list)
     age_days: list[int] = field(default_factory=list)
@@ -139,116 +147,148 @@ class Reference:
     services: list[str] = field(default_factory=list)
     icu: dict[str, list] = field(default_factory=dict)
     caregivers: list[tuple[str | None, str | None]] = field(default_factory=list)
+    source: str = ""
 
 
-def _read(folder: Path, table: str) -> list[dict[str, str | None]]:
-    path = folder / f"{table}.csv"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing: the generator learns from the MIMIC-III demo;"
-            " point --demo-dir or $MIMIC_DEMO_DIR at it"
+def _expand(pairs: list[list]) -> list:
+    """[[value, count], ...] -> the values, each repeated count times."""
+    return [value for value, count in pairs for _ in range(count)]
+
+
+_ICD_ALPHABET = {c: i for i, c in enumerate("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", 1)}
+
+
+def dictionary_row_id(code: str) -> int:
+    """The row_id of a code's dictionary row: a function of the code alone (ICD-9
+    codes have at most 5 characters), so that rows made by any version of the
+    statistics agree, above MIMIC's row_ids."""
+    if not 0 < len(code) <= 5:
+        raise ValueError(f"{code!r} is not an ICD-9 code (1 to 5 characters)")
+    value = 0
+    for c in code.upper().ljust(5, " "):
+        value = value * 37 + _ICD_ALPHABET.get(c, 0)
+    return ROW_ID_BASE + value
+
+
+def dictionary_rows(table: str, codes: Iterable[str]) -> list[tuple]:
+    """Synthetic dictionary rows (row_id, icd9_code, short_title, long_title) for
+    `codes`: the titles only name the code (no title is the demo's)."""
+    kind = "diagnosis" if table == "d_icd_diagnoses" else "procedure"
+    return [
+        (dictionary_row_id(code), code, f"{kind.capitalize()} {code}",
+         f"Synthetic ICD-9 {kind} {code}")
+        for code in sorted(set(codes))
+    ]  # fmt: skip
+
+
+def _drug_lines(stats: dict) -> list[tuple]:
+    """Prescription drug parts (COLUMNS["prescriptions"][6:]) drawn from the learned
+    frequencies: as many lines of each drug as the demo has, the other columns
+    drawn one by one from their frequencies among that drug's lines (among the
+    rarer drugs' lines for a rare drug). The same lines for the same statistics."""
+    rng = random.Random(RX_LINES_SEED)
+    columns = COLUMNS["prescriptions"][6:]
+    drawn_columns = [c for c in columns if c != "drug"]
+    lines: list[tuple] = []
+    for drug, n in stats["drug"]:
+        tables = stats["by_drug"].get(drug) or stats["other_drugs"]
+        drawn = {"drug": [drug] * n}
+        for c in drawn_columns:
+            values = [v for v, _w in tables[c]]
+            weights = [w for _v, w in tables[c]]
+            drawn[c] = rng.choices(values, weights, k=n)
+        lines.extend(zip(*(drawn[c] for c in columns), strict=True))
+    return lines
+
+
+def reference_from_stats(stats: dict, source: str = "") -> Reference:
+    """The Reference of statistics made by learn_reference.learn (or read from the
+    file it writes)."""
+    if stats.get("version") != learn_reference.VERSION:
+        raise ValueError(
+            f"the statistics of {source or 'the reference'} are of version"
+            f" {stats.get('version')}, not {learn_reference.VERSION}: write them again with"
+            " test/utils/learn_reference.py"
         )
-    with open(path, newline="", encoding="utf-8") as f:
-        return [{k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def _ts(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
-
-
-def _per_key(rows: Iterable[dict], key: str, keys: Sequence) -> list[int]:
-    counts = dict.fromkeys(keys, 0)
-    for row in rows:
-        if row[key] in counts:
-            counts[row[key]] += 1
-    return [counts[k] for k in keys]
+    patients, admissions, rx = stats["patients"], stats["admissions"], stats["prescriptions"]
+    ref = Reference(source=source)
+    ref.genders = _expand(patients["gender"])
+    ref.age_days = _expand(patients["age_days"])
+    ref.admissions_per_patient = _expand(patients["admissions_per_patient"])
+    ref.los_minutes = _expand(admissions["los_minutes"])
+    ref.admission = {c: _expand(pairs) for c, pairs in admissions["columns"].items()}
+    ref.discharge_alive = _expand(admissions["discharge_alive"])
+    ref.per_admission = {t: _expand(pairs) for t, pairs in stats["per_admission"].items()}
+    for table, dictionary in (
+        ("diagnoses_icd", "d_icd_diagnoses"),
+        ("procedures_icd", "d_icd_procedures"),
+    ):
+        codes = stats["codes"][table]
+        used = _expand(codes["frequencies"])
+        missing = set(codes["not_in_dictionary"])
+        rows = dictionary_rows(
+            dictionary, (c for c, _n in codes["frequencies"] if c not in missing)
+        )
+        if table == "diagnoses_icd":
+            ref.diagnosis_codes = used
+        else:
+            ref.procedure_codes = used
+        ref.dictionary[dictionary] = rows
+        ref.dictionary_codes[dictionary] = [r[1] for r in rows]
+    ref.rx_templates = _drug_lines(rx)
+    ref.rx_template_csv = [csv_text([t]).removesuffix("\r\n") for t in ref.rx_templates]
+    ref.rx_start_offsets = _expand(rx["start_offset_days"])
+    ref.rx_durations = _expand(rx["duration_days"])
+    with_icustay, lines = rx["icustay_share"]
+    ref.rx_icustay_share = with_icustay / max(1, lines)
+    ref.services = _expand(stats["services"]["curr_service"])
+    ref.icu = {
+        "dbsource": _expand(stats["icustays"]["dbsource"]),
+        "careunit": _expand(stats["icustays"]["careunit"]),
+        "wardid": _expand(stats["icustays"]["wardid"]),
+        "los_minutes": _expand(stats["icustays"]["los_minutes"]),
+        "changes_unit": _expand(stats["icustays"]["changes_unit"]),
+    }
+    ref.caregivers = [tuple(pair) for pair in _expand(stats["caregivers"]["label_description"])]
+    return ref
 
 
 @lru_cache(maxsize=4)
+def _learned(folder: str) -> Reference:
+    return reference_from_stats(learn_reference.learn(folder), source=folder)
+
+
+@lru_cache(maxsize=2)
+def _shipped(path: str) -> Reference:
+    try:
+        stats = learn_reference.decode(Path(path).read_bytes())
+    except (OSError, EOFError, ValueError) as exc:  # gzip.BadGzipFile is an OSError
+        raise ValueError(
+            f"{path} cannot be read ({exc}): restore it (git checkout) or write it again"
+            " with test/utils/learn_reference.py"
+        ) from exc
+    return reference_from_stats(stats, source=path)
+
+
 def load_reference(folder: str | Path | None = None) -> Reference:
-    """Measure the demo found in `folder` (default: dbutil.demo_dir())."""
-    folder = dbutil.demo_dir(folder)
-    ref = Reference()
-    patients = _read(folder, "patients")
-    admissions = _read(folder, "admissions")
-    hadm_ids = [a["hadm_id"] for a in admissions]
-    admit = {a["hadm_id"]: _ts(a["admittime"]) for a in admissions}
-
-    ref.genders = [p["gender"] for p in patients]
-    first_admit: dict[str, datetime] = {}
-    for a in admissions:
-        t = _ts(a["admittime"])
-        if a["subject_id"] not in first_admit or t < first_admit[a["subject_id"]]:
-            first_admit[a["subject_id"]] = t
-    ref.age_days = [
-        (first_admit[p["subject_id"]] - _ts(p["dob"])).days
-        for p in patients
-        if p["subject_id"] in first_admit
-    ]
-    ref.admissions_per_patient = _per_key(
-        admissions, "subject_id", [p["subject_id"] for p in patients]
+    """What the generator draws from (cached). Learned from the MIMIC-III demo in
+    `folder` when one is given (--demo-dir: it must hold the demo), else in
+    $MIMIC_DEMO_DIR when that holds the demo, else read from the statistics shipped
+    in REFERENCE_PATH (the default: no demo needed). Without that file, the demo
+    beside the checkout (../shared/data/mimic-iii-demo) is the last resort."""
+    if folder is not None:
+        return _learned(str(Path(folder).resolve()))
+    env = os.environ.get("MIMIC_DEMO_DIR")
+    if env and learn_reference.holds_demo(env):
+        return _learned(str(Path(env).resolve()))
+    if REFERENCE_PATH.is_file():
+        return _shipped(str(REFERENCE_PATH))
+    if learn_reference.holds_demo(dbutil.DEFAULT_DEMO_DIR):
+        return _learned(str(dbutil.DEFAULT_DEMO_DIR.resolve()))
+    raise FileNotFoundError(
+        f"{REFERENCE_PATH} is missing and no MIMIC-III demo was found: restore the file"
+        " (git checkout) or point --demo-dir or $MIMIC_DEMO_DIR at the demo"
     )
-    ref.los_minutes = [
-        max(1, int((_ts(a["dischtime"]) - _ts(a["admittime"])).total_seconds() // 60))
-        for a in admissions
-    ]
-    for column in (
-        "admission_type", "admission_location", "insurance", "language", "religion",
-        "marital_status", "ethnicity", "diagnosis", "has_chartevents_data",
-    ):  # fmt: skip
-        ref.admission[column] = [a[column] for a in admissions]
-    ref.discharge_alive = [
-        a["discharge_location"] for a in admissions if a["hospital_expire_flag"] == "0"
-    ]
-
-    diagnoses = _read(folder, "diagnoses_icd")
-    procedures = _read(folder, "procedures_icd")
-    prescriptions = _read(folder, "prescriptions")
-    services = _read(folder, "services")
-    icustays = _read(folder, "icustays")
-    ref.per_admission = {
-        "diagnoses_icd": _per_key(diagnoses, "hadm_id", hadm_ids),
-        "procedures_icd": _per_key(procedures, "hadm_id", hadm_ids),
-        "prescriptions": _per_key(prescriptions, "hadm_id", hadm_ids),
-        "services": _per_key(services, "hadm_id", hadm_ids),
-        "icustays": _per_key(icustays, "hadm_id", hadm_ids),
-    }
-    ref.diagnosis_codes = [d["icd9_code"] for d in diagnoses]
-    ref.procedure_codes = [p["icd9_code"] for p in procedures]
-    for table in DICTIONARY_TABLES:
-        rows = [
-            (int(r["row_id"]), r["icd9_code"], r["short_title"], r["long_title"])
-            for r in _read(folder, table)
-        ]
-        ref.dictionary[table] = rows
-        ref.dictionary_codes[table] = [r[1] for r in rows]
-
-    drug_columns = COLUMNS["prescriptions"][6:]
-    ref.rx_templates = [tuple(rx[c] for c in drug_columns) for rx in prescriptions]
-    ref.rx_start_offsets = [
-        (_ts(rx["startdate"]) - admit[rx["hadm_id"]]).days for rx in prescriptions
-    ]
-    # None: no enddate (as 1 line in 10,398 of the demo).
-    ref.rx_durations = [
-        (_ts(rx["enddate"]) - _ts(rx["startdate"])).days if rx["enddate"] else None
-        for rx in prescriptions
-    ]
-    ref.rx_template_csv = [csv_text([t]).removesuffix("\r\n") for t in ref.rx_templates]
-    with_icu = {i["hadm_id"] for i in icustays}
-    in_icu_admissions = [rx for rx in prescriptions if rx["hadm_id"] in with_icu]
-    ref.rx_icustay_share = sum(1 for rx in in_icu_admissions if rx["icustay_id"]) / max(
-        1, len(in_icu_admissions)
-    )
-    ref.services = [s["curr_service"] for s in services]
-    ref.icu = {
-        "dbsource": [i["dbsource"] for i in icustays],
-        "careunit": [i["first_careunit"] for i in icustays],
-        "wardid": [int(i["first_wardid"]) for i in icustays],
-        "los_minutes": [max(1, int(float(i["los"]) * 1440)) for i in icustays],
-        "changes_unit": [i["first_careunit"] != i["last_careunit"] for i in icustays],
-    }
-    ref.caregivers = [(c["label"], c["description"]) for c in _read(folder, "caregivers")]
-    return ref
 
 
 # --------------------------------------------------------------------------- #
@@ -423,27 +463,17 @@ def _skeleton(ref: Reference, rng: random.Random, n: int, ids: IdStart, max_admi
     }
 
 
-def _codes(rng: random.Random, demo_codes: list[str], all_codes: list[str], k: int) -> list[str]:
-    rand = rng.random
-    n_demo, n_all, p = len(demo_codes), len(all_codes), P_CODE_FROM_DEMO
-    codes = []
-    for _ in range(k):
-        r = rand()
-        if r < p:
-            codes.append(demo_codes[int(r / p * n_demo)])
-        else:
-            codes.append(all_codes[int((r - p) / (1 - p) * n_all)])
-    return codes
-
-
-def _icd_rows(rng, skeleton, table, demo_codes, all_codes, ids: IdStart, generate: bool):
+def _icd_rows(rng: random.Random, skeleton, table: str, codes: list[str], ids: IdStart,
+              generate: bool):  # fmt: skip
+    """Codes drawn with the demo's frequencies (those its dictionary lacks included)."""
     out: list[tuple] = []
     row_id = ids.row_id[table]
+    choices = rng.choices
     for subject_id, stays in skeleton:
         for stay in stays:
             k = stay.counts[table]
             if generate:
-                for seq, code in enumerate(_codes(rng, demo_codes, all_codes, k), 1):
+                for seq, code in enumerate(choices(codes, k=k), 1):
                     out.append((row_id, subject_id, stay.hadm_id, seq, code))
                     row_id += 1
             else:
@@ -542,14 +572,11 @@ def _iter_raw_blocks(
 
         skeleton, rows = _skeleton(ref, stream("skeleton"), n, ids, max_admissions)
         out = {t: rows[t] for t in PATIENT_TABLES[:4] if t in wanted}
-        for table, dictionary, demo_codes in (
-            ("diagnoses_icd", "d_icd_diagnoses", ref.diagnosis_codes),
-            ("procedures_icd", "d_icd_procedures", ref.procedure_codes),
+        for table, codes in (
+            ("diagnoses_icd", ref.diagnosis_codes),
+            ("procedures_icd", ref.procedure_codes),
         ):
-            generated = _icd_rows(
-                stream(table), skeleton, table, demo_codes, ref.dictionary_codes[dictionary],
-                ids, table in wanted,
-            )  # fmt: skip
+            generated = _icd_rows(stream(table), skeleton, table, codes, ids, table in wanted)
             if table in wanted:
                 out[table] = generated
         rx = _prescriptions(ref, stream("prescriptions"), skeleton, ids, "prescriptions" in wanted)

@@ -1,0 +1,478 @@
+"""The FHIR store on MongoDB (the seed's store, the default of the Compose file):
+one collection per resource type, `_id` = the FHIR id, bulk upserts in chunks.
+
+    store = MongoStore("mongodb://127.0.0.1:27017/fhirstore", bulk_size=500)
+
+A stored document is the resource plus `_id` and one field of ours, `_river`
+(`batch`, `hash`: who wrote it and its `content_hash`, to tell a replay from an
+update; `tags`: "system|code" of each `meta.tag`, for an exact `_tag` search),
+both stripped on read. Batch state is one document per batch in `river_batch`
+(`_id` = batch id, counters under `resources.<resource id>`), errors are
+documents of `river_batch_error` under a unique index on (batch, resource,
+primary key, stage).
+
+It is written to what FerretDB answers correctly (STACK.md), which the tests
+run it on, so that it also runs on real MongoDB: documents keyed and found by
+`_id`; bulk `ReplaceOne(upsert=True)`, `insert_many(ordered=False)`, `$inc`,
+`$set`, `$in`, `$exists`, `count_documents`, sort/skip/limit; no transactions,
+no `$elemMatch` (hence `_river.tags`), no `$lookup`/`$facet`/`$push`/
+`$addToSet`, no `$group` after `$unwind`, no dotted `$project`. Keep
+`bulk_size` at 40 on FerretDB: larger update commands deadlock it.
+
+What differs from the PostgreSQL store, all for want of transactions:
+- A load writes the resources, then counts them. A process killed between
+  the two leaves resources written but not counted; the replay that follows
+  sees them as its own (same batch, same hash) and counts nothing, so the
+  batch's created/updated/transformed miss those instances and it may never
+  reach `completed`. The same holds for errors and `failed`. Exact counts
+  under crashes need the PostgreSQL store.
+- Two loaders writing one new id at the same instant may both count it
+  `created` (PostgreSQL starts such a load again; here it is not seen).
+- A `_tag` search with an empty system matches `meta.tag.code` in any system,
+  as in PostgreSQL; with a system it matches that exact pair.
+- Timestamps keep milliseconds (BSON), not microseconds; batches created in
+  the same millisecond keep their order through `created_ns`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import pymongo
+from pymongo import ReplaceOne
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
+
+from adapters.store import FhirStore, InstanceError, Loaded, StoreUnavailable
+from adapters.store.common import (
+    check_resource_type,
+    decode_key,
+    encode_key,
+    failed_counts,
+    is_resource_type,
+    keys_of,
+    plan_load,
+    scrub,
+    where,
+)
+from river.batches import BatchState, ResourceProgress
+
+BATCHES, ERRORS = "river_batch", "river_batch_error"
+OURS = "_river"
+COUNTERS = ("transformed", "created", "updated", "deleted", "failed")
+_DUPLICATE_KEY = 11000
+
+
+def field_key(resource_id: str) -> str:
+    """A resource id as a field name: no '.' (a path separator) nor leading '$'."""
+    return resource_id.replace("%", "%25").replace(".", "%2E").replace("$", "%24") or "%"
+
+
+def resource_id_of(key: str) -> str:
+    return "" if key == "%" else key.replace("%24", "$").replace("%2E", ".").replace("%25", "%")
+
+
+def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(seq), size):
+        yield seq[start : start + size]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class MongoStore(FhirStore):
+    def __init__(self, url: str, bulk_size: int = 500, timeout_ms: int = 5000) -> None:
+        if bulk_size < 1:
+            raise ValueError("bulk_size must be 1 or more")
+        self.url = url
+        self.bulk_size = bulk_size
+        self.timeout_ms = timeout_ms
+        self._client: pymongo.MongoClient[dict[str, Any]] | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._indexed: set[str] = set()
+        self._point_reads = False
+
+    # --- connection -------------------------------------------------------------------------
+    @property
+    def db(self) -> Database[dict[str, Any]]:
+        """The database of the URL (default `fhirstore`), from a client made on first
+        use in this process: a client must not cross a fork (gunicorn)."""
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                options: dict[str, Any] = {"tz_aware": True, "appname": "fhir-river"}
+                lowered = self.url.lower()
+                for option in ("serverSelectionTimeoutMS", "connectTimeoutMS"):
+                    if option.lower() not in lowered:
+                        options[option] = self.timeout_ms
+                self._client = pymongo.MongoClient(self.url, **options)
+                self._pid = os.getpid()
+                self._indexed = set()
+            client = self._client
+        database = client.get_default_database(default="fhirstore")
+        self._first_use(database)
+        return database
+
+    def _first_use(self, database: Database[dict[str, Any]]) -> None:
+        if BATCHES in self._indexed:
+            return
+        # FerretDB pushes a lookup down to its backend only for one `_id` equality: an `$in`
+        # over 40 ids scans the collection (0.6 s at 2,000 documents), 40 point reads take
+        # 60 ms. MongoDB answers `$in` from its `_id` index in one round trip.
+        build = database.client.admin.command("buildInfo")
+        self._point_reads = "ferretdbVersion" in build
+        database[ERRORS].create_index(
+            [("batch_id", 1), ("resource_id", 1), ("primary_key_value", 1), ("stage", 1)],
+            unique=True,
+            name="river_error_key",
+        )
+        database[BATCHES].create_index([("created_ns", -1)], name="river_batch_newest")
+        self._indexed.add(BATCHES)
+
+    def _collection(self, resource_type: str) -> Collection[dict[str, Any]]:
+        check_resource_type(resource_type)
+        collection = self.db[resource_type]
+        if resource_type not in self._indexed:
+            collection.create_index(f"{OURS}.tags", name="river_tags")
+            self._indexed.add(resource_type)
+        return collection
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Connection failures as StoreUnavailable: one sentence, no password."""
+        try:
+            yield
+        except ConnectionFailure as error:
+            reason = str(error).split(", Timeout:", 1)[0].split(" (configured timeouts", 1)[0]
+            message = f"The MongoDB FHIR store at {where(self.url)} cannot be reached: {reason}"
+            raise StoreUnavailable(scrub(message, self.url)) from None
+
+    # --- resources --------------------------------------------------------------------------
+    @staticmethod
+    def _document(resource: dict[str, Any], batch_id: str, digest: str) -> dict[str, Any]:
+        meta = resource.get("meta")
+        tags = meta.get("tag") if isinstance(meta, dict) else None
+        pairs = [
+            f"{tag.get('system') or ''}|{tag.get('code') or ''}"
+            for tag in tags or []
+            if isinstance(tag, dict)
+        ]
+        return {
+            "_id": resource["id"],
+            **resource,
+            OURS: {"batch": batch_id, "hash": digest, "tags": pairs},
+        }
+
+    @staticmethod
+    def _resource(document: dict[str, Any]) -> dict[str, Any]:
+        document.pop("_id", None)
+        document.pop(OURS, None)
+        return document
+
+    def load(self, batch_id: str, items: Sequence[tuple[str, dict[str, Any]]]) -> list[Loaded]:
+        if not items:
+            return []
+        ids_by_type = keys_of(items)
+        with self._guard():
+            stored = {}
+            for resource_type, ids in ids_by_type.items():
+                collection = self._collection(resource_type)
+                for doc in self._find_ids(collection, ids, {OURS: 1}):
+                    ours = doc.get(OURS) or {}
+                    stored[(resource_type, doc["_id"])] = (ours.get("batch"), ours.get("hash"))
+            plan = plan_load(batch_id, items, stored)
+            for resource_type, rows in plan.by_type().items():
+                collection = self._collection(resource_type)
+                for chunk in _chunks(rows, self.bulk_size):
+                    collection.bulk_write(
+                        [
+                            ReplaceOne(
+                                {"_id": rid},
+                                self._document(resource, batch_id, digest),
+                                upsert=True,
+                            )
+                            for rid, resource, digest in chunk
+                        ],
+                        ordered=True,
+                    )
+            # Not atomic with the writes above: see the module's docstring.
+            self._bump(batch_id, plan.counters())
+        return plan.loaded
+
+    def _find_ids(
+        self, collection: Collection[dict[str, Any]], ids: Sequence[str], projection: dict[str, int]
+    ) -> Iterator[dict[str, Any]]:
+        """The documents of `ids` that exist: one `$in` per chunk, or point reads on FerretDB."""
+        if self._point_reads:
+            for rid in ids:
+                document = collection.find_one({"_id": rid}, projection)
+                if document is not None:
+                    yield document
+            return
+        for chunk in _chunks(ids, self.bulk_size):
+            yield from collection.find({"_id": {"$in": list(chunk)}}, projection)
+
+    def delete(
+        self, batch_id: str, resource_id: str, resource_type: str, ids: Sequence[str]
+    ) -> int:
+        if not ids:
+            return 0
+        with self._guard():
+            collection = self._collection(resource_type)
+            deleted = 0
+            for chunk in _chunks(list(ids), self.bulk_size):
+                deleted += collection.delete_many({"_id": {"$in": list(chunk)}}).deleted_count
+            if deleted:
+                self._bump(batch_id, {resource_id: {"deleted": deleted}})
+        return deleted
+
+    def read(self, resource_type: str, id: str) -> dict[str, Any] | None:
+        if not is_resource_type(resource_type):
+            return None
+        with self._guard():
+            document = self.db[resource_type].find_one({"_id": id})
+        return self._resource(document) if document is not None else None
+
+    def search(
+        self,
+        resource_type: str,
+        tag: tuple[str, str] | None = None,
+        count: int = 50,
+        offset: int = 0,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """`tag` is (system, code); an empty system matches the code in any system."""
+        if not is_resource_type(resource_type):
+            return 0, []
+        query: dict[str, Any] = {}
+        if tag is not None:
+            system, code = tag
+            query = {f"{OURS}.tags": f"{system}|{code}"} if system else {"meta.tag.code": code}
+        with self._guard():
+            collection = self.db[resource_type]
+            total = collection.count_documents(query)
+            if count <= 0 or offset >= total:
+                return total, []
+            cursor = collection.find(query).sort("_id", 1).skip(max(offset, 0)).limit(count)
+            return total, [self._resource(document) for document in cursor]
+
+    # --- batches ----------------------------------------------------------------------------
+    def _bump(self, batch_id: str, counters: dict[str, dict[str, int]]) -> None:
+        """$inc the counters of a batch's resources (the batch document is made if missing)."""
+        increments = {
+            f"resources.{field_key(resource_id)}.{name}": n
+            for resource_id, values in counters.items()
+            for name, n in values.items()
+            if n
+        }
+        if increments:
+            self.db[BATCHES].update_one(
+                {"_id": batch_id},
+                {"$inc": increments, "$set": {"updated_at": _now()}},
+                upsert=True,
+            )
+
+    def _set(self, batch_id: str, resource_id: str, name: str, value: Any) -> None:
+        with self._guard():
+            self.db[BATCHES].update_one(
+                {"_id": batch_id},
+                {
+                    "$set": {
+                        f"resources.{field_key(resource_id)}.{name}": value,
+                        "updated_at": _now(),
+                    }
+                },
+                upsert=True,
+            )
+
+    def create_batch(
+        self,
+        batch_id: str,
+        resource_ids: Sequence[str],
+        retry_of: str | None = None,
+        live: bool = False,
+    ) -> None:
+        """Idempotent: creating a batch again changes nothing."""
+        now = _now()
+        fields = {
+            "resource_ids": list(dict.fromkeys(resource_ids)),
+            "created_at": now,
+            "created_ns": time.time_ns(),
+            "updated_at": now,
+            "canceled_at": None,
+            "retry_of": retry_of,
+            "live": live,
+        }
+        with self._guard():
+            batches = self.db[BATCHES]
+            try:
+                batches.insert_one({"_id": batch_id, **fields, "resources": {}})
+            except DuplicateKeyError:
+                # Counters written before the batch (a placeholder): complete it, keep them.
+                batches.update_one(
+                    {"_id": batch_id, "created_at": {"$exists": False}}, {"$set": fields}
+                )
+
+    def set_expected(self, batch_id: str, resource_id: str, expected: int) -> None:
+        self._set(batch_id, resource_id, "expected", expected)
+
+    def set_extracted(self, batch_id: str, resource_id: str, extracted: int) -> None:
+        self._set(batch_id, resource_id, "extracted", extracted)
+
+    def resource_failed(self, batch_id: str, resource_id: str, message: str) -> None:
+        self._set(batch_id, resource_id, "error", message)
+
+    def record_errors(self, errors: Sequence[InstanceError]) -> int:
+        """Errors without a batch are not kept (nothing would show them); an error
+        without a resource is kept but counts for no resource."""
+        documents: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        now = _now()
+        for e in errors:
+            if e.batch_id is None:
+                continue
+            key = (e.batch_id, e.resource_id or "", encode_key(e.primary_key_value), e.stage)
+            documents.setdefault(
+                key,
+                {
+                    "batch_id": key[0],
+                    "resource_id": key[1],
+                    "primary_key_value": key[2],
+                    "stage": key[3],
+                    "message": e.message,
+                    "at": now,
+                },
+            )
+        new: list[tuple[str, str]] = []
+        with self._guard():
+            for chunk in _chunks(list(documents.values()), self.bulk_size):
+                refused: set[int] = set()
+                try:
+                    self.db[ERRORS].insert_many(chunk, ordered=False)
+                except BulkWriteError as error:
+                    write_errors = error.details.get("writeErrors", [])
+                    if any(w.get("code") != _DUPLICATE_KEY for w in write_errors):
+                        raise
+                    refused = {w["index"] for w in write_errors}
+                new += [
+                    (d["batch_id"], d["resource_id"])
+                    for i, d in enumerate(chunk)
+                    if i not in refused
+                ]
+            by_batch: dict[str, dict[str, dict[str, int]]] = {}
+            for (batch_id, resource_id), n in failed_counts(new).items():
+                by_batch.setdefault(batch_id, {})[resource_id] = {"failed": n}
+            for batch_id, counters in by_batch.items():
+                self._bump(batch_id, counters)
+        return len(new)
+
+    def cancel_batch(self, batch_id: str) -> bool:
+        now = _now()
+        exists = {"_id": batch_id, "created_at": {"$exists": True}}
+        with self._guard():
+            batches = self.db[BATCHES]
+            result = batches.update_one(
+                {**exists, "canceled_at": None},
+                {"$set": {"canceled_at": now, "updated_at": now}},
+            )
+            if result.matched_count:
+                return True
+            return batches.find_one(exists, {"_id": 1}) is not None
+
+    @staticmethod
+    def _state(document: dict[str, Any]) -> BatchState:
+        state = BatchState(
+            batch_id=document["_id"],
+            resource_ids=list(document.get("resource_ids") or []),
+            created_at=document["created_at"],
+            updated_at=document.get("updated_at") or document["created_at"],
+            canceled_at=document.get("canceled_at"),
+            retry_of=document.get("retry_of"),
+            live=bool(document.get("live")),
+        )
+        for key, values in (document.get("resources") or {}).items():
+            resource_id = resource_id_of(key)
+            state.resources[resource_id] = ResourceProgress(
+                resource_id,
+                expected=values.get("expected"),
+                extracted=values.get("extracted", 0),
+                error=values.get("error"),
+                **{name: values.get(name, 0) for name in COUNTERS},
+            )
+        return state
+
+    def batch(self, batch_id: str) -> BatchState | None:
+        with self._guard():
+            document = self.db[BATCHES].find_one({"_id": batch_id})
+        if document is None or "created_at" not in document:
+            return None  # unknown, or counters written before the batch was created
+        return self._state(document)
+
+    def batches(self, limit: int = 50, offset: int = 0) -> list[BatchState]:
+        if limit <= 0:
+            return []
+        with self._guard():
+            cursor = (
+                self.db[BATCHES]
+                .find({"created_at": {"$exists": True}})
+                .sort([("created_ns", -1), ("_id", -1)])
+                .skip(max(offset, 0))
+                .limit(limit)
+            )
+            return [self._state(document) for document in cursor]
+
+    def errors(
+        self, batch_id: str, limit: int = 100, offset: int = 0
+    ) -> tuple[int, list[InstanceError]]:
+        with self._guard():
+            collection = self.db[ERRORS]
+            total = collection.count_documents({"batch_id": batch_id})
+            if limit <= 0 or offset >= total:
+                return total, []
+            cursor = (
+                collection.find({"batch_id": batch_id})
+                .sort([("at", 1), ("resource_id", 1), ("primary_key_value", 1), ("stage", 1)])
+                .skip(max(offset, 0))
+                .limit(limit)
+            )
+            return total, [
+                InstanceError(
+                    batch_id,
+                    d["resource_id"] or None,
+                    decode_key(d["primary_key_value"]),
+                    d["stage"],
+                    d["message"],
+                )
+                for d in cursor
+            ]
+
+    def failed_instances(self, batch_id: str) -> dict[str, list[Any]]:
+        with self._guard():
+            cursor = (
+                self.db[ERRORS]
+                .find({"batch_id": batch_id}, {"resource_id": 1, "primary_key_value": 1})
+                .sort([("at", 1), ("resource_id", 1), ("primary_key_value", 1)])
+            )
+            pairs = [(d["resource_id"], d["primary_key_value"]) for d in cursor]
+        out: dict[str, dict[str, None]] = {}
+        for resource_id, key in pairs:
+            if resource_id and key != "null":
+                out.setdefault(resource_id, {})[key] = None
+        return {r: [decode_key(k) for k in keys] for r, keys in sorted(out.items())}
+
+    # --- life -------------------------------------------------------------------------------
+    def ping(self) -> None:
+        with self._guard():
+            self.db.command("ping")
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()

@@ -1,0 +1,88 @@
+"""`python -m api`: the API on 0.0.0.0:$API_PORT (3000) under gunicorn, 2 workers.
+
+Gunicorn runs in this process (no `exec`), so the pid the stack scripts keep is
+gunicorn's master: SIGTERM stops it gracefully. Each worker makes its own app
+(engine, store pool, producer): nothing made before the fork is shared. Without
+gunicorn (a bare checkout), Flask's threaded development server serves instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+from typing import Any
+
+from river.settings import Settings
+
+WORKERS = 2  # this machine kind has 2 cores
+PR_SET_PDEATHSIG = 1
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s api[%(process)d] %(levelname)s %(message)s",
+    )
+    settings = Settings.load()
+    bind = f"0.0.0.0:{settings.api_port}"
+    try:
+        from gunicorn.app.base import BaseApplication
+    except ImportError:
+        from api.app import create_app
+
+        logging.getLogger("river.api").warning(
+            "gunicorn is not installed: serving with Flask's development server on %s", bind
+        )
+        create_app(settings).run(host="0.0.0.0", port=settings.api_port, threaded=True)
+        return
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def __init__(self, options: dict[str, Any]) -> None:
+            self.options = options
+            super().__init__()
+
+        def load_config(self) -> None:
+            for key, value in self.options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            # Called in each worker after the fork.
+            from api.app import create_app
+
+            return create_app()
+
+    Server(
+        {
+            "bind": bind,
+            "workers": int(os.environ.get("API_WORKERS", WORKERS)),
+            "worker_class": "sync",
+            # A batch waits up to ~12 s for Kafka's acknowledgement before its 503.
+            "timeout": 60,
+            "graceful_timeout": 20,
+            "post_fork": _die_with_the_master,
+            "accesslog": "-",
+            "errorlog": "-",
+            "loglevel": os.environ.get("LOG_LEVEL", "INFO").lower(),
+        }
+    ).run()
+
+
+def _die_with_the_master(server: Any, worker: Any) -> None:
+    """Ask Linux to SIGTERM this worker when the master dies.
+
+    Without it, a SIGKILLed master leaves its workers serving the old socket for
+    up to half the worker timeout, and the master started next cannot bind the port.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the worker notices on its next loop
+        return
+    if os.getppid() != worker.ppid:  # the master died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""The FHIR River API: a Flask app made by `create_app`.
+
+    app = create_app()                                      # settings from the environment
+    app = create_app(settings, engine=e, store=s, producer=p)   # tests pass real parts
+
+`python -m api` serves it with gunicorn (the Dockerfile runs
+`gunicorn 'api.app:create_app()'`). Every answer is JSON; every problem is a
+FHIR OperationOutcome (api/fhir.py) with the status that fits it:
+
+- 400: the request is wrong (body, field, parameter, unknown resource id, too large);
+- 404: no such batch, resource, route; 405: method; 409: the batch's state forbids it;
+- 502: the source database refused a preview's query (missing table or column);
+- 503: Kafka, the FHIR store or the source database cannot be reached now;
+- 500: anything else, logged here with a reference the answer gives, never a trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from adapters.kafka import KafkaUnavailable, topic_name
+from adapters.store import FhirStore, StoreUnavailable, open_store
+from api import batches, fhir_routes
+from api.fhir import (
+    EXCEPTION,
+    NOT_FOUND,
+    NOT_SUPPORTED,
+    TRANSIENT,
+    ApiError,
+    error_response,
+    json_response,
+)
+from api.inputs import MAX_BODY, drain_body, oversize_error
+from api.openapi import document
+from api.scrub import install_log_filter
+from api.services import Services, services, warm_up
+from river.engine import Engine
+from river.errors import RiverError, SourceUnavailable
+from river.events import TOPICS
+from river.settings import Settings
+
+log = logging.getLogger("river.api")
+HEALTH_TIMEOUT = 2.0  # seconds Kafka has to answer a metadata request
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    store: FhirStore | None = None,
+    producer: Any | None = None,
+) -> Flask:
+    """The API over these parts; what is not given is made from `settings`
+    (read from the environment and `.env` when not given)."""
+    if settings is None:
+        settings = Settings.load()
+    own_engine = engine is None
+    if engine is None:
+        engine = Engine.from_settings(settings)
+    if store is None:
+        store = open_store(settings.fhir_store_url, bulk_size=settings.mongo_bulk_size)
+
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.url_map.strict_slashes = False  # /batches/ and /batches are the same
+    river = Services(settings, engine, store, producer)
+    app.extensions["river"] = river
+    install_log_filter(log, river.secrets)
+
+    app.register_blueprint(batches.blueprint)
+    app.register_blueprint(fhir_routes.blueprint)
+    app.add_url_rule("/health", "health", health, methods=["GET"])
+    app.add_url_rule("/openapi.json", "openapi", openapi, methods=["GET"])
+    _register_error_handlers(app)
+    app.after_request(_mask_secrets)
+
+    if own_engine:
+        threading.Thread(target=warm_up, args=(engine,), name="warm-up", daemon=True).start()
+    return app
+
+
+# --- endpoints that are not batches or FHIR --------------------------------------------
+
+
+def health() -> Response:
+    """Kafka (a metadata request), the store (a ping) and the mappings (how many
+    resources): 200 when all answer, 503 else, with what each said."""
+    river = services()
+    parts: dict[str, dict[str, Any]] = {}
+
+    try:
+        metadata = river.kafka_metadata(HEALTH_TIMEOUT)
+        wanted = [topic_name(river.settings, t) for t in TOPICS]
+        missing = [t for t in wanted if t not in metadata.topics]
+        parts["kafka"] = {
+            "ok": True,
+            "brokers": len(metadata.brokers),
+            # Informative: the services create their topics, or the broker does on first use.
+            **({"missing_topics": missing} if missing else {}),
+        }
+    except KafkaUnavailable as error:
+        parts["kafka"] = {"ok": False, "error": str(error)}
+
+    try:
+        river.store.ping()
+        parts["store"] = {"ok": True, "backend": type(river.store).__name__}
+    except Exception as error:  # StoreUnavailable, or whatever a broken driver raises
+        parts["store"] = {"ok": False, "backend": type(river.store).__name__, "error": str(error)}
+
+    count = len(river.engine.mappings)
+    parts["mappings"] = {"ok": count > 0, "resources": count}
+    if not count:
+        parts["mappings"]["error"] = "no mapping resource is loaded"
+
+    ok = all(part["ok"] for part in parts.values())
+    return json_response({"status": "ok" if ok else "unavailable", **parts}, 200 if ok else 503)
+
+
+def openapi() -> Response:
+    return json_response(document())
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(error: ApiError) -> Response:
+        return error_response(error)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(error: RequestEntityTooLarge) -> Response:
+        # The issue asks for a 400 with an OperationOutcome, not werkzeug's bare 413.
+        drain_body()
+        return error_response(oversize_error())
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        methods: list[str] = list(getattr(error, "valid_methods", None) or [])
+        if status == 404:
+            problem = ApiError(404, NOT_FOUND, f"no such endpoint: {request.path}")
+        elif status == 405:
+            allowed = ", ".join(sorted(m for m in methods if m not in ("HEAD", "OPTIONS")))
+            problem = ApiError(
+                405,
+                NOT_SUPPORTED,
+                f"{request.method} is not allowed on {request.path}; use {allowed}",
+            )
+        else:
+            problem = ApiError(status, EXCEPTION, error.description or error.name)
+        response = error_response(problem)
+        if methods:
+            response.headers["Allow"] = ", ".join(methods)
+        return response
+
+    @app.errorhandler(StoreUnavailable)
+    @app.errorhandler(KafkaUnavailable)
+    @app.errorhandler(SourceUnavailable)
+    def unavailable(error: RiverError) -> Response:
+        log.warning("%s %s: %s", request.method, request.path, error)
+        return error_response(ApiError(503, TRANSIENT, f"{error} Try again later."))
+
+    @app.errorhandler(RiverError)
+    def river_error(error: RiverError) -> Response:
+        # A sentence written for users (river/errors.py): show it, and log it.
+        log.warning("%s %s: %s", request.method, request.path, error)
+        return error_response(ApiError(500, EXCEPTION, str(error)))
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        reference = uuid.uuid4().hex[:12]
+        log.error(
+            "%s %s failed (reference %s)", request.method, request.path, reference, exc_info=error
+        )
+        return error_response(
+            ApiError(
+                500,
+                EXCEPTION,
+                f"internal error (reference {reference}); the API's log has the details",
+            )
+        )
+
+
+def _mask_secrets(response: Response) -> Response:
+    """The last line of defence: no answer carries a password (api/scrub.py)."""
+    if g.get("scrubbed") or response.direct_passthrough:
+        return response
+    data = response.get_data()
+    masked = services().secrets.body(data)
+    if masked != data:
+        response.set_data(masked)
+    return response

@@ -1,0 +1,348 @@
+"""Batches and previews: `POST /batch`, `POST /preview`, `GET /batches...`,
+`POST /batches/<id>/retry`, `DELETE /batches/<id>`, and `GET /resources`.
+
+A batch is written to the store first, then announced on the `batch` topic
+(one event per resource): the extractor that picks an event up always finds
+its batch. Everything a request names is checked against the mappings before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from flask import Blueprint, Response, g, url_for
+
+from adapters.kafka import KafkaUnavailable
+from api.fhir import (
+    CONFLICT,
+    EXCEPTION,
+    INVALID,
+    NOT_FOUND,
+    TRANSIENT,
+    VALUE,
+    ApiError,
+    json_response,
+)
+from api.inputs import (
+    MAX_PRIMARY_KEYS,
+    int_parameter,
+    json_body,
+    key_list,
+    no_other_parameters,
+    string_list,
+    string_value,
+)
+from api.services import Services, services
+from river import events
+from river.batches import RUNNING, BatchState
+from river.errors import (
+    InvalidMapping,
+    RiverError,
+    SourceError,
+    SourceUnavailable,
+    UnknownResource,
+)
+
+log = logging.getLogger("river.api")
+blueprint = Blueprint("batches", __name__)
+
+PrimaryKeys = dict[str, list[Any] | None]
+
+
+@blueprint.post("/batch")
+def create_batch() -> Response:
+    body = json_body(allowed={"resource_ids", "primary_key_values"})
+    river = services()
+    resource_ids = string_list(body, "resource_ids")
+    _check_known(river, resource_ids, "resource_ids")
+    keys = _primary_keys(body.get("primary_key_values"), resource_ids)
+    batch_id = _start(river, resource_ids, keys)
+    return json_response({"batch_id": batch_id, "resource_ids": resource_ids})
+
+
+@blueprint.post("/preview")
+def preview() -> Response:
+    body = json_body(allowed={"resource_id", "primary_key_values"})
+    river = services()
+    resource_id = string_value(body, "resource_id")
+    _check_known(river, [resource_id], "resource_id")
+    keys = key_list(body.get("primary_key_values"), "primary_key_values")
+    try:
+        answer = river.engine.preview(resource_id, keys)
+    except InvalidMapping as error:
+        raise ApiError(
+            400,
+            INVALID,
+            f"the mapping of resource {resource_id} is invalid ({len(error.faults)} problem(s))",
+            details=[str(fault) for fault in error.faults],
+        ) from None
+    except SourceUnavailable as error:
+        raise ApiError(503, TRANSIENT, str(error)) from None
+    except SourceError as error:
+        # The request is right; the source database does not match the mapping (a
+        # missing table or column): an upstream fault, hence 502.
+        raise ApiError(502, EXCEPTION, str(error)) from None
+    except RiverError as error:  # e.g. the mapping's credential names an unknown database
+        raise ApiError(400, INVALID, str(error)) from None
+    # Messages may quote source values or driver errors: mask secrets there, but
+    # never in the instances, which are the user's data, unaltered.
+    for part in ("errors", "warnings"):
+        for item in answer.get(part, []):
+            if isinstance(item.get("message"), str):
+                item["message"] = river.secrets.text(item["message"])
+    g.scrubbed = True
+    return json_response(answer)
+
+
+@blueprint.get("/resources")
+def resources() -> Response:
+    """The resources the loaded mappings define (what `resource_ids` may name)."""
+    no_other_parameters(set())
+    engine = services().engine
+    return json_response(
+        {
+            "total": len(engine.mappings),
+            "items": [
+                {
+                    "resource_id": plan.resource_id,
+                    "resource_type": plan.resource_type,
+                    "label": plan.label,
+                }
+                for plan in engine.mappings
+            ],
+        }
+    )
+
+
+@blueprint.get("/batches")
+def list_batches() -> Response:
+    no_other_parameters({"limit", "offset"})
+    limit = int_parameter("limit", 50, 1, 1000)
+    offset = int_parameter("offset", 0, 0)
+    # One more than asked tells whether a next page exists, without counting them all.
+    found = services().store.batches(limit + 1, offset)
+    page = found[:limit]
+    return json_response(
+        {
+            "limit": limit,
+            "offset": offset,
+            "items": [state.as_json() for state in page],
+            **_page_links("batches.list_batches", {}, limit, offset, len(found) > limit),
+        }
+    )
+
+
+@blueprint.get("/batches/<batch_id>")
+def get_batch(batch_id: str) -> Response:
+    no_other_parameters(set())
+    return json_response(_batch(services(), batch_id).as_json())
+
+
+@blueprint.get("/batches/<batch_id>/errors")
+def batch_errors(batch_id: str) -> Response:
+    no_other_parameters({"limit", "offset"})
+    limit = int_parameter("limit", 100, 1, 10_000)
+    offset = int_parameter("offset", 0, 0)
+    river = services()
+    _batch(river, batch_id)
+    total, errors = river.store.errors(batch_id, limit, offset)
+    return json_response(
+        {
+            "batch_id": batch_id,
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "items": [
+                {
+                    "resource_id": error.resource_id,
+                    "primary_key_value": error.primary_key_value,
+                    "stage": error.stage,
+                    "message": error.message,
+                }
+                for error in errors
+            ],
+            **_page_links(
+                "batches.batch_errors",
+                {"batch_id": batch_id},
+                limit,
+                offset,
+                offset + limit < total,
+            ),
+        }
+    )
+
+
+@blueprint.post("/batches/<batch_id>/retry")
+def retry_batch(batch_id: str) -> Response:
+    no_other_parameters(set())
+    river = services()
+    state = _batch(river, batch_id)
+    if state.status == RUNNING:
+        raise ApiError(
+            409,
+            CONFLICT,
+            f"batch {batch_id} is still running: retry it once it has ended (or cancel it)",
+        )
+    keys: PrimaryKeys = {}
+    # A resource that could not run at all (a missing table...) is run again whole.
+    for resource_id in state.resource_ids:
+        progress = state.resources.get(resource_id)
+        if progress is not None and progress.error is not None:
+            keys[resource_id] = None
+    for resource_id, values in river.store.failed_instances(batch_id).items():
+        if resource_id not in keys:
+            keys[resource_id] = values
+    if not keys:
+        raise ApiError(409, CONFLICT, f"batch {batch_id} has no failed instance to retry")
+    resource_ids = [r for r in state.resource_ids if r in keys] + [
+        r for r in keys if r not in state.resource_ids
+    ]
+    new_id = _start(river, resource_ids, keys, retry_of=batch_id)
+    return json_response(
+        {
+            "batch_id": new_id,
+            "resource_ids": resource_ids,
+            "retry_of": batch_id,
+            "instances": {r: (None if v is None else len(v)) for r, v in keys.items()},
+        }
+    )
+
+
+@blueprint.delete("/batches/<batch_id>")
+def cancel_batch(batch_id: str) -> Response:
+    no_other_parameters(set())
+    river = services()
+    state = _batch(river, batch_id)
+    if state.canceled_at is None and state.status != RUNNING:
+        # Canceling would rewrite an ended batch's history as "canceled".
+        raise ApiError(
+            409, CONFLICT, f"batch {batch_id} has already ended ({state.status}): nothing to cancel"
+        )
+    if not river.store.cancel_batch(batch_id):
+        raise _no_batch(batch_id)
+    log.info("batch %s canceled", batch_id)
+    return json_response(_batch(river, batch_id).as_json())
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _start(
+    river: Services, resource_ids: list[str], keys: PrimaryKeys, retry_of: str | None = None
+) -> str:
+    """Record the batch, then produce its events and wait for Kafka's acknowledgement."""
+    batch_id = uuid.uuid4().hex
+    river.store.create_batch(batch_id, resource_ids, retry_of=retry_of)
+    try:
+        producer = river.producer()
+        for resource_id in resource_ids:
+            producer.send(
+                events.BATCH,
+                events.instance_key(resource_id, ""),
+                events.BatchEvent(batch_id, resource_id, keys.get(resource_id)),
+            )
+        producer.flush(river.produce_timeout + 2)
+    except KafkaUnavailable:
+        river.produced_badly()
+        # The batch exists but nothing will run it: say so in its status, so that
+        # it does not look "running" forever (and an event that still gets
+        # through is skipped by the extractor).
+        try:
+            river.store.cancel_batch(batch_id)
+        except Exception:
+            log.exception("batch %s: could not mark it canceled after a Kafka failure", batch_id)
+        raise
+    log.info(
+        "batch %s: %d resource(s)%s",
+        batch_id,
+        len(resource_ids),
+        f", retry of {retry_of}" if retry_of else "",
+    )
+    return batch_id
+
+
+def _check_known(river: Services, resource_ids: list[str], field: str) -> None:
+    unknown = []
+    for resource_id in resource_ids:
+        try:
+            river.engine.mappings.resource(resource_id)
+        except UnknownResource:
+            unknown.append(resource_id)
+    if unknown:
+        known = river.engine.mappings.resource_ids()
+        hint = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "")
+        raise ApiError(
+            400,
+            NOT_FOUND,
+            f"unknown resource id(s) {', '.join(repr(r) for r in unknown)}; "
+            f"the mappings define: {hint or 'nothing'} (GET /resources lists them)",
+            expression=field,
+        )
+
+
+def _primary_keys(value: Any, resource_ids: list[str]) -> PrimaryKeys:
+    """`primary_key_values`: absent or null (every row), one list for every
+    resource, or an object resource id -> list (a resource not named: every row)."""
+    field = "primary_key_values"
+    if value is None:
+        return {}
+    if isinstance(value, list):
+        keys = key_list(value, field)
+        return {resource_id: keys for resource_id in resource_ids}
+    if not isinstance(value, dict):
+        raise ApiError(
+            400,
+            VALUE,
+            f"{field} must be a list of primary key values or an object resource id -> list",
+            expression=field,
+        )
+    strangers = [r for r in value if r not in resource_ids]
+    if strangers:
+        raise ApiError(
+            400,
+            INVALID,
+            f"{field} names resource(s) not in resource_ids: {', '.join(strangers)}",
+            expression=f"{field}.{strangers[0]}",
+        )
+    keys_by_resource: PrimaryKeys = {}
+    total = 0
+    for resource_id, keys in value.items():
+        if keys is None:
+            continue
+        keys_by_resource[resource_id] = key_list(keys, f"{field}.{resource_id}")
+        total += len(keys)
+    if total > MAX_PRIMARY_KEYS:
+        raise ApiError(
+            400,
+            VALUE,
+            f"{field} holds {total} values in all; at most {MAX_PRIMARY_KEYS} are accepted",
+            expression=field,
+        )
+    return keys_by_resource
+
+
+def _batch(river: Services, batch_id: str) -> BatchState:
+    state = river.store.batch(batch_id)
+    if state is None:
+        raise _no_batch(batch_id)
+    return state
+
+
+def _no_batch(batch_id: str) -> ApiError:
+    return ApiError(404, NOT_FOUND, f"no batch {batch_id!r}")
+
+
+def _page_links(
+    endpoint: str, values: dict[str, Any], limit: int, offset: int, has_next: bool
+) -> dict[str, str | None]:
+    def link(at: int) -> str:
+        return url_for(endpoint, **values, limit=limit, offset=at, _external=True)
+
+    return {
+        "self": link(offset),
+        "next": link(offset + limit) if has_next else None,
+        "prev": link(max(offset - limit, 0)) if offset > 0 else None,
+    }

@@ -1,0 +1,1028 @@
+"""The API against real parts: Kafka (topics of a prefix of its own, read back
+with a consumer), the PostgreSQL FHIR store (a scratch database), and the
+mapping engine over the MIMIC-III demo with mimic-demo.json.
+
+No pipeline consumes this module's topics, so a batch stays as the API left
+it; tests that need a batch to have ended (retry, cancel, errors) write its
+counters through the store, as the services would.
+
+Every database URL here carries a password of its own (a role made for the
+module), and the last test checks that no answer and no log line shows it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import psycopg
+import pytest
+import requests
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from flask import Flask
+from flask.testing import FlaskClient
+
+from adapters.kafka import EventProducer
+from adapters.store import FhirStore, InstanceError, open_store
+from api.app import create_app
+from api.openapi import document
+from river import client, events
+from river.engine import Engine
+from river.errors import InvalidMapping, MappingFault
+from river.settings import Settings
+from test.conftest import CONCEPT_MAPS, MIMIC_DEMO_MAPPING, ROOT, postgres_url, scratch_database
+
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+FEAT_6 = "cktlnp0ji006e0mmzat7dwb98"  # Patient, one per row of patients
+DIAGNOSIS = "cktlnp0oa00at0mmzp0b1u7zx"  # Condition
+BAD_GENDER = "ckur2ervw000107l437vy9vuq"  # every instance invalid (Patient.gender)
+BP = "cktlnp0lh00880mmzfhsoshbm"  # its table (labevents) is missing from the demo
+RESOURCE_TAG = "http://terminology.arkhn.org/CodeSystem/resource"
+PATIENTS = ["10006", "10011", "10013", "10017", "10019"]
+
+RUN = uuid.uuid4().hex[:8]
+ROLE = f"river_api_test_{RUN}"
+# Unlike the stack's postgres/postgres, a password no answer could contain by chance.
+SECRET = f"Sekr3t-{uuid.uuid4().hex[:16]}"
+
+ANSWERS: list[bytes] = []  # every body any test client received
+LOGS: list[str] = []  # every log line of the module
+
+
+class RecordingClient(FlaskClient):
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().open(*args, **kwargs)
+        ANSWERS.append(response.get_data())
+        return response
+
+
+class ListHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        LOGS.append(self.format(record))
+
+
+def with_role(url: str) -> str:
+    """`url` with this module's role and password instead of postgres:postgres."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{ROLE}:{SECRET}@{parts.hostname}:{parts.port}").geturl()
+
+
+def make_client(app: Flask) -> RecordingClient:
+    app.test_client_class = RecordingClient
+    return app.test_client()  # type: ignore[return-value]
+
+
+def assert_outcome(response: Any, status: int, code: str | None = None, text: str = "") -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/fhir+json"
+    outcome = response.json
+    assert outcome["resourceType"] == "OperationOutcome"
+    issue = outcome["issue"][0]
+    assert issue["severity"] == "error"
+    assert issue["diagnostics"]
+    if code is not None:
+        assert issue["code"] == code, issue
+    assert text in issue["diagnostics"], issue
+    return outcome
+
+
+def without_last_updated(resource: dict) -> dict:
+    meta = {k: v for k, v in resource.get("meta", {}).items() if k != "lastUpdated"}
+    return {**resource, "meta": meta}
+
+
+def as_json(data: Any) -> Any:
+    return orjson.loads(orjson.dumps(data, default=str))
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def captured_logs() -> Iterator[None]:
+    handler = ListHandler()
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = root.level
+    root.setLevel(logging.DEBUG)
+    yield
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def role(mimic_demo_url: str) -> Iterator[str]:
+    """A login role with SECRET as password, allowed to read the demo."""
+    demo = urlsplit(mimic_demo_url).path.lstrip("/")
+    with psycopg.connect(postgres_url(), autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{SECRET}'")
+    with psycopg.connect(mimic_demo_url, autocommit=True) as conn:
+        conn.execute(f'GRANT CONNECT ON DATABASE "{demo}" TO {ROLE}')
+        conn.execute(f"GRANT USAGE ON SCHEMA public TO {ROLE}")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {ROLE}")
+    yield ROLE
+    with psycopg.connect(mimic_demo_url, autocommit=True) as conn:
+        conn.execute(f"DROP OWNED BY {ROLE}")
+    with psycopg.connect(postgres_url(), autocommit=True) as admin:
+        admin.execute(f"DROP ROLE IF EXISTS {ROLE}")
+
+
+@pytest.fixture(scope="module")
+def store_url(role: str) -> Iterator[str]:
+    with scratch_database("river_test_api_store") as url:
+        name = urlsplit(url).path.lstrip("/")
+        with psycopg.connect(postgres_url(), autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" OWNER TO {role}')
+        yield with_role(url)
+
+
+@pytest.fixture(scope="module")
+def topic_prefix() -> Iterator[str]:
+    prefix = f"test-api-{RUN}-"
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    names = [prefix + topic for topic in events.TOPICS]
+    for future in admin.create_topics(
+        [NewTopic(n, num_partitions=3, replication_factor=1) for n in names]
+    ).values():
+        future.result(30)
+    yield prefix
+    for future in admin.delete_topics(names).values():
+        with contextlib.suppress(Exception):  # best-effort clean-up
+            future.result(30)
+
+
+@pytest.fixture(scope="module")
+def settings(topic_prefix: str, store_url: str, mimic_demo_url: str, role: str) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=KAFKA,
+        kafka_topic_prefix=topic_prefix,
+        fhir_store_url=store_url,
+        mappings=str(MIMIC_DEMO_MAPPING),
+        concept_maps=str(CONCEPT_MAPS),
+        source_db_url=with_role(mimic_demo_url),
+        fhir_api_url="",
+        pyrog_api_url="",
+    )
+
+
+@pytest.fixture(scope="module")
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = Engine.from_settings(settings)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def store(settings: Settings) -> Iterator[FhirStore]:
+    store = open_store(settings.fhir_store_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def app(settings: Settings, engine: Engine, store: FhirStore) -> Flask:
+    return create_app(settings, engine=engine, store=store, producer=EventProducer(settings))
+
+
+@pytest.fixture(scope="module")
+def api(app: Flask) -> RecordingClient:
+    return make_client(app)
+
+
+class BatchTopic:
+    """The `batch` events the API produced, read back and kept by batch id."""
+
+    def __init__(self, prefix: str) -> None:
+        self.topic = prefix + events.BATCH
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": KAFKA,
+                "group.id": f"test-api-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        self.consumer.subscribe([self.topic])
+        # Watermarks asked of the subscribed consumer wait on its group's heartbeat
+        # (3 s each); a consumer outside any group answers at once.
+        self.watcher = Consumer({"bootstrap.servers": KAFKA, "group.id": "unused"})
+        self.seen: dict[str, list[tuple[bytes, events.BatchEvent]]] = defaultdict(list)
+
+    def _poll(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            message = self.consumer.poll(0.2)
+            if message is None or message.error() is not None:
+                continue
+            event = events.decode(events.BATCH, message.value())
+            assert isinstance(event, events.BatchEvent)
+            self.seen[event.batch_id].append((message.key(), event))
+
+    def of(self, batch_id: str, expected: int, timeout: float = 30) -> list:
+        """The events of a batch, once `expected` came and a second passed without more."""
+        deadline = time.monotonic() + timeout
+        while len(self.seen[batch_id]) < expected and time.monotonic() < deadline:
+            self._poll(0.5)
+        self._poll(1.0)  # anything extra would show up now
+        return self.seen[batch_id]
+
+    def messages(self) -> int:
+        """How many messages the topic holds in all (high watermarks)."""
+        total = 0
+        for partition in range(3):
+            _, high = self.watcher.get_watermark_offsets(
+                TopicPartition(self.topic, partition), timeout=10
+            )
+            total += high
+        return total
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.watcher.close()
+
+
+@pytest.fixture(scope="module")
+def batch_topic(topic_prefix: str) -> Iterator[BatchTopic]:
+    topic = BatchTopic(topic_prefix)
+    yield topic
+    topic.close()
+
+
+def start(api: FlaskClient, resource_ids: list[str], **body: Any) -> str:
+    answer = api.post("/batch", json={"resource_ids": resource_ids, **body})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    return answer.json["batch_id"]
+
+
+# --- POST /batch ---------------------------------------------------------------------------
+
+
+def test_a_batch_is_recorded_then_one_event_per_resource_is_produced(api, store, batch_topic):
+    answer = api.post("/batch", json={"resource_ids": [FEAT_6, DIAGNOSIS]})
+    assert answer.status_code == 200
+    assert answer.mimetype == "application/json"
+    batch_id = answer.json["batch_id"]
+    assert answer.json == {"batch_id": batch_id, "resource_ids": [FEAT_6, DIAGNOSIS]}
+    assert re.fullmatch(r"[0-9a-f]{32}", batch_id)
+    state = store.batch(batch_id)
+    assert state is not None and state.resource_ids == [FEAT_6, DIAGNOSIS]
+    received = batch_topic.of(batch_id, 2)
+    assert sorted(received, key=lambda r: r[0]) == sorted(
+        [
+            (f"{FEAT_6}:".encode(), events.BatchEvent(batch_id, FEAT_6, None)),
+            (f"{DIAGNOSIS}:".encode(), events.BatchEvent(batch_id, DIAGNOSIS, None)),
+        ],
+        key=lambda r: r[0],
+    )
+
+
+def test_primary_key_values_as_one_list_or_per_resource(api, batch_topic):
+    for_all = start(api, [FEAT_6, DIAGNOSIS], primary_key_values=[10006, "41976"])
+    by_id = {e.resource_id: e for _, e in batch_topic.of(for_all, 2)}
+    assert by_id[FEAT_6].primary_key_values == [10006, "41976"]
+    assert by_id[DIAGNOSIS].primary_key_values == [10006, "41976"]
+
+    per_resource = start(api, [FEAT_6, DIAGNOSIS], primary_key_values={FEAT_6: [10006]})
+    by_id = {e.resource_id: e for _, e in batch_topic.of(per_resource, 2)}
+    assert by_id[FEAT_6].primary_key_values == [10006]
+    assert by_id[DIAGNOSIS].primary_key_values is None  # every row
+
+
+def test_a_resource_named_twice_runs_once(api, batch_topic):
+    answer = api.post("/batch", json={"resource_ids": [FEAT_6, FEAT_6]})
+    assert answer.json["resource_ids"] == [FEAT_6]
+    assert len(batch_topic.of(answer.json["batch_id"], 1)) == 1
+
+
+# --- POST /preview ---------------------------------------------------------------------
+
+
+def test_preview_answers_what_the_engine_gives(api, engine):
+    keys = ["10006", "41976", "1"]
+    answer = api.post("/preview", json={"resource_id": FEAT_6, "primary_key_values": keys})
+    assert answer.status_code == 200
+    expected = as_json(engine.preview(FEAT_6, keys))
+    got = answer.json
+    assert [without_last_updated(r) for r in got["instances"]] == [
+        without_last_updated(r) for r in expected["instances"]
+    ]
+    assert len(got["instances"]) == 2
+    assert got["errors"] == expected["errors"] and got["warnings"] == expected["warnings"]
+    assert got["errors"][0]["primary_key_value"] == "1"
+
+
+def test_preview_of_invalid_instances_lists_their_errors(api):
+    answer = api.post("/preview", json={"resource_id": BAD_GENDER, "primary_key_values": [10006]})
+    assert answer.status_code == 200
+    assert answer.json["instances"] == []
+    assert "Patient.gender" in answer.json["errors"][0]["message"]
+
+
+def test_preview_is_fast(api):
+    keys = [
+        "10006",
+        "10011",
+        "10013",
+        "10017",
+        "10019",
+        "10026",
+        "10027",
+        "10029",
+        "10032",
+        "10033",
+    ]
+    body = {"resource_id": FEAT_6, "primary_key_values": keys}
+    api.post("/preview", json=body)
+    durations = []
+    for _ in range(20):
+        started = time.perf_counter()
+        assert api.post("/preview", json=body).status_code == 200
+        durations.append(time.perf_counter() - started)
+    durations.sort()
+    assert durations[len(durations) // 2] < 0.3, durations  # target: p95 under 300 ms
+
+
+def test_preview_of_a_missing_table_is_a_502_naming_it(api):
+    answer = api.post("/preview", json={"resource_id": BP, "primary_key_values": ["1"]})
+    assert_outcome(answer, 502, "exception", "labevents")
+
+
+def test_preview_of_an_invalid_mapping_lists_each_fault(api, engine, monkeypatch):
+    def invalid(resource_id: str, keys: list) -> dict:
+        raise InvalidMapping(
+            "mimic-demo.json",
+            [MappingFault("resource x, attribute gender", "unknown script"), MappingFault("", "b")],
+        )
+
+    monkeypatch.setattr(engine, "preview", invalid)
+    answer = api.post("/preview", json={"resource_id": FEAT_6, "primary_key_values": ["1"]})
+    outcome = assert_outcome(answer, 400, "invalid", "is invalid (2 problem(s))")
+    assert [i["diagnostics"] for i in outcome["issue"][1:]] == [
+        "resource x, attribute gender: unknown script",
+        "b",
+    ]
+
+
+def test_preview_with_the_source_database_down_is_a_503(settings, store):
+    down = replace(settings, source_db_url=f"postgresql://{ROLE}:{SECRET}@127.0.0.1:1/none")
+    engine = Engine.from_settings(down)
+    try:
+        api = make_client(create_app(down, engine=engine, store=store, producer=None))
+        answer = api.post("/preview", json={"resource_id": FEAT_6, "primary_key_values": ["1"]})
+        assert_outcome(answer, 503, "transient", "cannot query the source database")
+        assert SECRET not in answer.get_data(as_text=True)
+    finally:
+        engine.close()
+
+
+# --- every bad request ----------------------------------------------------------------------
+
+JSON = "application/json"
+BAD_REQUESTS = [
+    # (method, path, body (bytes, or an object sent as JSON), content type, status, code, text)
+    ("POST", "/batch", b"not json", JSON, 400, "structure", "not JSON"),
+    ("POST", "/batch", b"", JSON, 400, "required", "empty"),
+    ("POST", "/batch", b'{"resource_ids": ["x"]', JSON, 400, "structure", "not JSON"),
+    ("POST", "/batch", {"resource_ids": [FEAT_6]}, "text/plain", 400, "invalid", "Content-Type"),
+    ("POST", "/batch", {"resource_ids": [FEAT_6]}, None, 400, "invalid", "Content-Type"),
+    ("POST", "/batch", [FEAT_6], JSON, 400, "structure", "JSON object"),
+    ("POST", "/batch", {}, JSON, 400, "required", "resource_ids is missing"),
+    ("POST", "/batch", {"resource_ids": None}, JSON, 400, "required", "resource_ids is missing"),
+    ("POST", "/batch", {"resource_ids": "x"}, JSON, 400, "value", "resource_ids must be a list"),
+    ("POST", "/batch", {"resource_ids": []}, JSON, 400, "value", "resource_ids must not be empty"),
+    ("POST", "/batch", {"resource_ids": [FEAT_6, 1]}, JSON, 400, "value", "resource_ids[1]"),
+    ("POST", "/batch", {"resource_ids": [""]}, JSON, 400, "value", "resource_ids[0]"),
+    (
+        "POST",
+        "/batch",
+        {"resource_ids": ["nope"]},
+        JSON,
+        400,
+        "not-found",
+        "unknown resource id(s) 'nope'",
+    ),
+    ("POST", "/batch", {"resource_ids": [FEAT_6, "a", "b"]}, JSON, 400, "not-found", "'a', 'b'"),
+    (
+        "POST",
+        "/batch",
+        {"resource_ids": [FEAT_6], "primary_keys": [1]},
+        JSON,
+        400,
+        "invalid",
+        "unknown field(s) primary_keys",
+    ),
+    (
+        "POST",
+        "/batch",
+        {"resource_ids": [FEAT_6], "primary_key_values": "1"},
+        JSON,
+        400,
+        "value",
+        "primary_key_values must be",
+    ),
+    (
+        "POST",
+        "/batch",
+        {"resource_ids": [FEAT_6], "primary_key_values": []},
+        JSON,
+        400,
+        "value",
+        "must not be empty",
+    ),
+    (
+        "POST",
+        "/batch",
+        {"resource_ids": [FEAT_6], "primary_key_values": [{"a": 1}]},
+        JSON,
+        400,
+        "value",
+        "primary_key_values[0]",
+    ),
+    (
+        "POST",
+        "/batch",
+        {"resource_ids": [FEAT_6], "primary_key_values": [True]},
+        JSON,
+        400,
+        "value",
+        "primary_key_values[0]",
+    ),
+    (
+        "POST",
+        "/batch",
+        {"resource_ids": [FEAT_6], "primary_key_values": {DIAGNOSIS: [1]}},
+        JSON,
+        400,
+        "invalid",
+        f"not in resource_ids: {DIAGNOSIS}",
+    ),
+    (
+        "POST",
+        "/batch",
+        {"resource_ids": [FEAT_6], "primary_key_values": {FEAT_6: "1"}},
+        JSON,
+        400,
+        "value",
+        f"primary_key_values.{FEAT_6}",
+    ),
+    (
+        "POST",
+        "/batch",
+        {"resource_ids": [FEAT_6], "primary_key_values": list(range(10_001))},
+        JSON,
+        400,
+        "too-long",
+        "at most 10000",
+    ),
+    (
+        "POST",
+        "/batch",
+        b'{"resource_ids": ["' + b"x" * (1024 * 1024) + b'"]}',
+        JSON,
+        400,
+        "too-long",
+        "too large",
+    ),
+    (
+        "POST",
+        "/preview",
+        {"primary_key_values": ["1"]},
+        JSON,
+        400,
+        "required",
+        "resource_id is missing",
+    ),
+    (
+        "POST",
+        "/preview",
+        {"resource_id": 1, "primary_key_values": ["1"]},
+        JSON,
+        400,
+        "value",
+        "resource_id must be a non-empty string",
+    ),
+    (
+        "POST",
+        "/preview",
+        {"resource_id": FEAT_6},
+        JSON,
+        400,
+        "value",
+        "primary_key_values must be a list",
+    ),
+    (
+        "POST",
+        "/preview",
+        {"resource_id": FEAT_6, "primary_key_values": []},
+        JSON,
+        400,
+        "value",
+        "must not be empty",
+    ),
+    (
+        "POST",
+        "/preview",
+        {"resource_id": FEAT_6, "primary_key_values": "10006"},
+        JSON,
+        400,
+        "value",
+        "must be a list",
+    ),
+    (
+        "POST",
+        "/preview",
+        {"resource_id": "nope", "primary_key_values": ["1"]},
+        JSON,
+        400,
+        "not-found",
+        "'nope'",
+    ),
+    ("POST", "/preview", b"[1, 2", JSON, 400, "structure", "not JSON"),
+    (
+        "POST",
+        "/preview",
+        {"resource_id": FEAT_6, "primary_key_values": ["1"]},
+        "application/x-www-form-urlencoded",
+        400,
+        "invalid",
+        "Content-Type",
+    ),
+    ("GET", "/batches?limit=abc", None, None, 400, "value", "limit must be a whole number"),
+    ("GET", "/batches?limit=0", None, None, 400, "value", "limit must be between 1 and 1000"),
+    ("GET", "/batches?offset=-1", None, None, 400, "value", "offset must be >= 0"),
+    ("GET", "/batches?limit=1&limit=2", None, None, 400, "invalid", "given 2 times"),
+    ("GET", "/batches?sort=asc", None, None, 400, "invalid", "unknown parameter(s) sort"),
+    (
+        "GET",
+        "/fhir/Patient?name=x",
+        None,
+        None,
+        400,
+        "not-supported",
+        "unsupported search parameter(s) name",
+    ),
+    ("GET", "/fhir/Patient?_count=abc", None, None, 400, "value", "_count must be a whole number"),
+    ("GET", "/fhir/Patient?_count=-1", None, None, 400, "value", "_count must be >= 0"),
+    ("GET", "/fhir/Patient?_offset=x", None, None, 400, "value", "_offset"),
+    ("GET", "/fhir/Patient?_summary=text", None, None, 400, "not-supported", "_summary=text"),
+    ("GET", "/fhir/Patient?_tag=", None, None, 400, "value", "has no code"),
+    ("GET", "/fhir/Patient?_tag=|x", None, None, 400, "invalid", "without a system"),
+    ("GET", "/fhir/Patient?_tag=a|b&_tag=c|d", None, None, 400, "not-supported", "given 2 times"),
+    ("GET", "/fhir/Patient?_format=xml", None, None, 400, "not-supported", "JSON only"),
+    ("GET", "/fhir/Patient/1?_elements=id", None, None, 400, "not-supported", "_elements"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "content_type", "status", "code", "text"),
+    BAD_REQUESTS,
+    ids=[f"{m} {p} {str(b)[:40]}" for m, p, b, *_ in BAD_REQUESTS],
+)
+def test_bad_requests_get_a_400_operation_outcome(
+    api, store, batch_topic, method, path, body, content_type, status, code, text
+):
+    batches_before = len(store.batches(10_000))
+    messages_before = batch_topic.messages()
+    data = body if isinstance(body, bytes | None) else orjson.dumps(body)
+    headers = {"Content-Type": content_type} if content_type else {}
+    answer = api.open(path, method=method, data=data, headers=headers)
+    assert_outcome(answer, status, code, text)
+    # Nothing was written: no batch, no event.
+    assert len(store.batches(10_000)) == batches_before
+    assert batch_topic.messages() == messages_before
+
+
+def test_a_chunked_oversize_body_is_a_400_too(api):
+    # No Content-Length: werkzeug stops reading at the limit (gunicorn marks such
+    # bodies wsgi.input_terminated, as here).
+    body = io.BytesIO(b'{"resource_ids": ["' + b"x" * (2 * 1024 * 1024) + b'"]}')
+    answer = api.post(
+        "/batch",
+        input_stream=body,
+        headers={"Content-Type": JSON},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert_outcome(answer, 400, "too-long", "too large")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "text"),
+    [
+        ("GET", "/batches/does-not-exist", "no batch 'does-not-exist'"),
+        ("GET", "/batches/does-not-exist/errors", "no batch"),
+        ("POST", "/batches/does-not-exist/retry", "no batch"),
+        ("DELETE", "/batches/does-not-exist", "no batch"),
+        ("GET", "/fhir/Patient/does-not-exist", "Patient/does-not-exist is not in the store"),
+        ("GET", "/fhir/Nope/1", "unknown resource type 'Nope'"),
+        ("GET", "/fhir/patient", "unknown resource type 'patient'"),
+        ("GET", "/nowhere", "no such endpoint: /nowhere"),
+    ],
+)
+def test_not_found_is_a_404_operation_outcome(api, method, path, text):
+    assert_outcome(api.open(path, method=method), 404, "not-found", text)
+
+
+def test_a_wrong_method_is_a_405_operation_outcome(api):
+    answer = api.put("/batch")
+    assert_outcome(answer, 405, "not-supported", "PUT is not allowed on /batch; use POST")
+    assert "POST" in answer.headers["Allow"]
+
+
+# --- batches: list, state, errors, retry, cancel ------------------------------------------------
+
+
+def test_batches_newest_first_with_paging_links(api):
+    ids = [start(api, [FEAT_6]) for _ in range(3)]
+    first = api.get("/batches?limit=2")
+    assert first.status_code == 200
+    assert [b["batch_id"] for b in first.json["items"]] == ids[::-1][:2]
+    assert first.json["prev"] is None and first.json["next"].endswith("/batches?limit=2&offset=2")
+    second = api.get(urlsplit(first.json["next"]).path + "?" + urlsplit(first.json["next"]).query)
+    assert second.json["items"][0]["batch_id"] == ids[0]
+    assert second.json["prev"].endswith("/batches?limit=2&offset=0")
+
+
+def test_a_batch_state_per_resource(api, store):
+    batch_id = start(api, [FEAT_6, DIAGNOSIS])
+    state = api.get(f"/batches/{batch_id}").json
+    assert state == store.batch(batch_id).as_json() | {
+        "duration_seconds": state["duration_seconds"]
+    }
+    assert state["status"] == "running"
+    assert [r["resource_id"] for r in state["resources"]] == [FEAT_6, DIAGNOSIS]
+    assert state["resources"][0] | {"expected": None} == {
+        "resource_id": FEAT_6,
+        "status": "running",
+        "expected": None,
+        "extracted": 0,
+        "transformed": 0,
+        "loaded": 0,
+        "created": 0,
+        "updated": 0,
+        "deleted": 0,
+        "failed": 0,
+    }
+
+
+def fail(store: FhirStore, batch_id: str, resource_id: str, keys: list, stage: str = "transform"):
+    store.record_errors(
+        [InstanceError(batch_id, resource_id, k, stage, f"invalid FHIR: row {k}") for k in keys]
+    )
+
+
+def test_batch_errors_paginated_with_links(api, store):
+    batch_id = start(api, [FEAT_6])
+    keys = [10006, 10011, 10013, 10017, 10019]
+    fail(store, batch_id, FEAT_6, keys)
+    page = api.get(f"/batches/{batch_id}/errors?limit=2").json
+    assert (page["total"], page["limit"], page["offset"], page["prev"]) == (5, 2, 0, None)
+    seen = []
+    while True:
+        seen += page["items"]
+        if page["next"] is None:
+            break
+        assert page["next"].startswith("http://localhost/batches/")
+        link = urlsplit(page["next"])
+        page = api.get(f"{link.path}?{link.query}").json
+        assert page["prev"] is not None
+    assert len(seen) == 5
+    assert {e["primary_key_value"] for e in seen} == set(keys)
+    assert seen[0] == {
+        "resource_id": FEAT_6,
+        "primary_key_value": seen[0]["primary_key_value"],
+        "stage": "transform",
+        "message": f"invalid FHIR: row {seen[0]['primary_key_value']}",
+    }
+
+
+def test_retry_runs_exactly_the_failed_instances(api, store, batch_topic):
+    batch_id = start(api, [FEAT_6, DIAGNOSIS, BP])
+    assert_outcome(api.post(f"/batches/{batch_id}/retry"), 409, "conflict", "still running")
+    # As the services would: FEAT_6 has 3 instances, 2 of them failed; DIAGNOSIS
+    # had none; BP could not run at all.
+    store.set_expected(batch_id, FEAT_6, 2)
+    fail(store, batch_id, FEAT_6, ["10006", 10011])
+    store.set_expected(batch_id, DIAGNOSIS, 0)
+    store.resource_failed(batch_id, BP, "table public.labevents does not exist")
+    assert api.get(f"/batches/{batch_id}").json["status"] == "failed"
+
+    answer = api.post(f"/batches/{batch_id}/retry")
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    retry_id = answer.json["batch_id"]
+    assert answer.json == {
+        "batch_id": retry_id,
+        "resource_ids": [FEAT_6, BP],
+        "retry_of": batch_id,
+        "instances": {FEAT_6: 2, BP: None},
+    }
+    by_id = {e.resource_id: (key, e) for key, e in batch_topic.of(retry_id, 2)}
+    assert by_id == {
+        FEAT_6: (f"{FEAT_6}:".encode(), events.BatchEvent(retry_id, FEAT_6, ["10006", 10011])),
+        BP: (f"{BP}:".encode(), events.BatchEvent(retry_id, BP, None)),
+    }
+    state = api.get(f"/batches/{retry_id}").json
+    assert state["retry_of"] == batch_id and state["status"] == "running"
+
+
+def test_retry_of_a_batch_without_failures_is_a_409(api, store):
+    batch_id = start(api, [DIAGNOSIS])
+    store.set_expected(batch_id, DIAGNOSIS, 0)
+    assert api.get(f"/batches/{batch_id}").json["status"] == "completed"
+    assert_outcome(api.post(f"/batches/{batch_id}/retry"), 409, "conflict", "no failed instance")
+
+
+def test_cancel(api, store):
+    batch_id = start(api, [FEAT_6, DIAGNOSIS])
+    answer = api.delete(f"/batches/{batch_id}")
+    assert answer.status_code == 200
+    assert answer.json["status"] == "canceled" and answer.json["ended_at"] is not None
+    assert {r["status"] for r in answer.json["resources"]} == {"canceled"}
+    assert api.get(f"/batches/{batch_id}").json["status"] == "canceled"
+    assert store.batch(batch_id).canceled_at is not None
+    again = api.delete(f"/batches/{batch_id}")  # idempotent
+    assert again.status_code == 200 and again.json["ended_at"] == answer.json["ended_at"]
+
+    ended = start(api, [DIAGNOSIS])
+    store.set_expected(ended, DIAGNOSIS, 0)
+    assert_outcome(api.delete(f"/batches/{ended}"), 409, "conflict", "already ended (completed)")
+    assert api.get(f"/batches/{ended}").json["status"] == "completed"
+
+
+# --- FHIR reads -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def patients(engine: Engine, store: FhirStore) -> list[dict]:
+    """Five FEAT_6 Patients, loaded straight through the store."""
+    instances = engine.preview(FEAT_6, PATIENTS)["instances"]
+    assert len(instances) == 5
+    store.load("fhir-read-test", [(FEAT_6, r) for r in instances])
+    return sorted(instances, key=lambda r: r["id"])
+
+
+def test_read_one_resource(api, store, patients):
+    for patient in patients:
+        answer = api.get(f"/fhir/Patient/{patient['id']}")
+        assert answer.status_code == 200
+        assert answer.mimetype == "application/fhir+json"
+        assert answer.json == store.read("Patient", patient["id"])
+        assert without_last_updated(answer.json) == without_last_updated(patient)
+
+
+def test_search_by_tag_pages_with_links(api, patients):
+    tag = f"{RESOURCE_TAG}|{FEAT_6}"
+    answer = api.get("/fhir/Patient", query_string={"_tag": tag, "_count": 2})
+    assert answer.status_code == 200 and answer.mimetype == "application/fhir+json"
+    bundle = answer.json
+    assert (bundle["resourceType"], bundle["type"], bundle["total"]) == ("Bundle", "searchset", 5)
+    links = {link["relation"]: link["url"] for link in bundle["link"]}
+    assert set(links) == {"self", "next"}
+    assert links["self"].startswith("http://localhost/fhir/Patient?_tag=")
+    found, pages = [], 0
+    while True:
+        pages += 1
+        found += bundle["entry"]
+        links = {link["relation"]: link["url"] for link in bundle["link"]}
+        if pages > 1:
+            assert "previous" in links
+        if "next" not in links:
+            break
+        link = urlsplit(links["next"])
+        bundle = api.get(f"{link.path}?{link.query}").json
+        assert bundle["total"] == 5
+    assert pages == 3
+    assert [e["resource"]["id"] for e in found] == [p["id"] for p in patients]
+    for entry in found:
+        assert entry["fullUrl"] == f"http://localhost/fhir/Patient/{entry['resource']['id']}"
+        assert entry["search"] == {"mode": "match"}
+    last = api.get("/fhir/Patient", query_string={"_tag": tag, "_count": 2, "_offset": 4}).json
+    links = {link["relation"]: link["url"] for link in last["link"]}
+    assert links["previous"].endswith("_count=2&_offset=2") and "next" not in links
+
+
+def test_search_summary_count_and_tag_forms(api, patients):
+    tag = f"{RESOURCE_TAG}|{FEAT_6}"
+    count = api.get("/fhir/Patient", query_string={"_tag": tag, "_summary": "count"}).json
+    assert count["total"] == 5 and "entry" not in count
+    assert count["resourceType"] == "Bundle" and count["type"] == "searchset"
+    any_system = api.get("/fhir/Patient", query_string={"_tag": FEAT_6, "_summary": "count"})
+    assert any_system.json["total"] == 5
+    other = api.get("/fhir/Patient", query_string={"_tag": f"{RESOURCE_TAG}|nothing"}).json
+    assert (other["total"], other["entry"]) == (0, [])
+    untagged = api.get("/fhir/Patient", query_string={"_count": 0}).json
+    assert untagged["total"] == 5 and untagged["entry"] == []
+    assert api.get("/fhir/Condition?_summary=count").json["total"] == 0  # no table yet
+
+
+# --- health, failures of the parts, openapi ------------------------------------------------------
+
+
+def test_health_when_every_part_answers(api):
+    answer = api.get("/health")
+    assert answer.status_code == 200
+    health = answer.json
+    assert health["status"] == "ok"
+    assert health["kafka"]["ok"] and health["kafka"]["brokers"] >= 1
+    assert "missing_topics" not in health["kafka"]  # the fixture made them
+    assert health["store"] == {"ok": True, "backend": "PostgresStore"}
+    assert health["mappings"] == {"ok": True, "resources": 17}
+
+
+def test_health_and_answers_when_kafka_and_the_store_are_down(settings, engine):
+    down = replace(
+        settings,
+        kafka_bootstrap_servers="127.0.0.1:1",
+        fhir_store_url=f"postgresql://{ROLE}:{SECRET}@127.0.0.1:1/none",
+    )
+    app = create_app(down, engine=engine)
+    api = make_client(app)
+    answer = api.get("/health")
+    assert answer.status_code == 503
+    health = answer.json
+    assert health["status"] == "unavailable"
+    assert not health["kafka"]["ok"] and "did not answer" in health["kafka"]["error"]
+    assert not health["store"]["ok"] and "cannot be reached" in health["store"]["error"]
+    assert health["mappings"]["ok"]
+    assert_outcome(api.get("/batches"), 503, "transient", "cannot be reached")
+    assert_outcome(api.post("/batch", json={"resource_ids": [FEAT_6]}), 503, "transient")
+    assert SECRET not in "".join(a.decode(errors="replace") for a in ANSWERS[-4:])
+    app.extensions["river"].store.close()
+
+
+def test_kafka_down_at_batch_time_is_a_503_and_the_batch_is_canceled(settings, engine, store):
+    down = replace(settings, kafka_bootstrap_servers="127.0.0.1:1")
+    app = create_app(down, engine=engine, store=store)
+    app.extensions["river"].produce_timeout = 1.0
+    before = {b.batch_id for b in store.batches(10_000)}
+    answer = make_client(app).post("/batch", json={"resource_ids": [FEAT_6]})
+    assert_outcome(answer, 503, "transient", "Kafka")
+    (new,) = [b for b in store.batches(10_000) if b.batch_id not in before]
+    assert new.status == "canceled"
+
+
+def test_an_unexpected_error_is_a_500_without_a_trace(api, store, monkeypatch):
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(f"boom, password {SECRET}")
+
+    monkeypatch.setattr(store, "batches", broken)
+    answer = api.get("/batches")
+    outcome = assert_outcome(answer, 500, "exception", "internal error (reference ")
+    text = answer.get_data(as_text=True)
+    assert "boom" not in text and "Traceback" not in text
+    reference = re.search(r"reference (\w+)", outcome["issue"][0]["diagnostics"]).group(1)
+    logged = [line for line in LOGS if reference in line]
+    assert logged and "RuntimeError: boom, password ***" in logged[0]
+
+
+def test_openapi_describes_every_route(app, api):
+    answer = api.get("/openapi.json")
+    assert answer.status_code == 200
+    doc = answer.json
+    assert doc == document() and doc["openapi"].startswith("3.1")
+    described = 0
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+        assert path in doc["paths"], f"{rule.rule} is not in /openapi.json"
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            operation = doc["paths"][path].get(method.lower())
+            assert operation, f"{method} {rule.rule} is not in /openapi.json"
+            assert operation["responses"]
+            described += 1
+    assert described == 12
+    # Every $ref resolves.
+    refs = set(re.findall(r'"\$ref": ?"#/components/schemas/(\w+)"', answer.get_data(as_text=True)))
+    assert refs and refs <= set(doc["components"]["schemas"])
+
+
+# --- python -m api, and the river command's client ---------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(settings: Settings, tmp_path_factory) -> Iterator[str]:
+    """`python -m api` (gunicorn, 2 workers) on a free port."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+        "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+        "FHIR_STORE_URL": settings.fhir_store_url,
+        "MAPPINGS": settings.mappings,
+        "CONCEPT_MAPS": settings.concept_maps,
+        "SOURCE_DB_URL": settings.source_db_url,
+        "FHIR_API_URL": "",
+        "PYROG_API_URL": "",
+        "API_PORT": str(port),
+    }
+    log = tmp_path_factory.mktemp("api") / "api.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "api"], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{url}/health", timeout=30).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        LOGS.append(log.read_text(errors="replace"))
+    assert process.returncode == 0, log.read_text()
+
+
+def test_python_m_api_serves_with_gunicorn(served):
+    health = requests.get(f"{served}/health", timeout=10)
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    body = {"resource_id": FEAT_6, "primary_key_values": ["10006"]}
+    durations = []
+    for _ in range(10):  # both workers get some: each built its engine once, at start
+        started = time.perf_counter()
+        answer = requests.post(f"{served}/preview", json=body, timeout=10)
+        durations.append(time.perf_counter() - started)
+        assert answer.status_code == 200 and len(answer.json()["instances"]) == 1
+    assert sorted(durations)[5] < 0.3, durations
+    oversize = requests.post(
+        f"{served}/batch",
+        data=b"x" * (2 * 1024 * 1024),
+        headers={"Content-Type": JSON},
+        timeout=10,
+    )
+    assert oversize.status_code == 400 and "too large" in oversize.text
+    ANSWERS.extend([health.content, answer.content, oversize.content])
+
+
+def test_the_river_client_starts_follows_and_shows_batches(served, store, capsys):
+    assert client.start_batch(served, [FEAT_6], {FEAT_6: ["10006"]}) == 0
+    out, err = capsys.readouterr()
+    batch_id = out.strip()
+    assert re.fullmatch(r"[0-9a-f]{32}", batch_id) and "started" in err
+    # As the services would: one instance expected; it failed.
+    store.set_expected(batch_id, FEAT_6, 1)
+    fail(store, batch_id, FEAT_6, ["10006"])
+    assert client.wait_batch(served, batch_id, progress=False) == 0
+    out, err = capsys.readouterr()
+    assert f"batch {batch_id} completed" in err and "1 failed" in err
+    assert client.show_status(served, batch_id) == 0
+    out, _ = capsys.readouterr()
+    assert batch_id in out and "invalid FHIR: row 10006" in out
+    assert client.show_status(served) == 0
+    assert batch_id in capsys.readouterr().out
+
+    assert client.start_batch(served, ["nope"]) == 1
+    assert "river: unknown resource id(s) 'nope'" in capsys.readouterr().err
+    assert client.show_status(served, "nope") == 1
+    assert "river: no batch 'nope'" in capsys.readouterr().err
+    assert client.show_status("http://127.0.0.1:1") == 1
+    assert "cannot be reached" in capsys.readouterr().err
+
+
+def test_wait_batch_returns_1_for_a_canceled_batch(served, api):
+    batch_id = start(api, [FEAT_6])
+    api.delete(f"/batches/{batch_id}")
+    assert client.wait_batch(served, batch_id, progress=False) == 1
+
+
+# --- last: secrets ----------------------------------------------------------------------------
+
+
+def test_no_answer_and_no_log_line_shows_a_password():
+    assert len(ANSWERS) > 100
+    for answer in ANSWERS:
+        assert SECRET.encode() not in answer
+    for line in LOGS:
+        assert SECRET not in line

@@ -1,0 +1,463 @@
+"""The FHIR store: one suite, run on both backends (PostgreSQL and MongoDB).
+
+PostgreSQL runs in a scratch database of the local stack; MongoDB runs on
+FerretDB (`bash infra/start.sh ferretdb`; `make test` starts it), in a scratch
+database dropped after each test, with bulk commands of 40 documents as
+STACK.md demands. Data stay small: FerretDB is a wire-protocol check, not a
+store. What the backends must agree on is what the services and the API see:
+created / updated / replayed, the batch counters and status, errors, reads
+and searches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from adapters.store import FhirStore, InstanceError, StoreUnavailable
+from adapters.store.mongo import MongoStore
+from adapters.store.postgres import PostgresStore
+from river.batches import CANCELED, COMPLETED, FAILED, RUNNING
+from test.conftest import scratch_database
+
+pytestmark = pytest.mark.stack
+
+SOURCE = "http://terminology.arkhn.org/CodeSystem/source"
+RESOURCE = "http://terminology.arkhn.org/CodeSystem/resource"
+FERRETDB_PORT = os.environ.get("FERRETDB_PORT", "27017")
+
+
+def ferretdb_url(database: str) -> str:
+    return f"mongodb://127.0.0.1:{FERRETDB_PORT}/{database}"
+
+
+@pytest.fixture(params=["postgres", "mongo"])
+def store(request: pytest.FixtureRequest) -> Iterator[FhirStore]:
+    if request.param == "postgres":
+        with scratch_database("river_test_store") as url:
+            pg = PostgresStore(url)
+            try:
+                yield pg
+            finally:
+                pg.close()
+        return
+    from pymongo import MongoClient
+    from pymongo.errors import ConnectionFailure
+
+    name = f"river_test_store_{uuid.uuid4().hex[:8]}"
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        ferretdb_url("admin"), serverSelectionTimeoutMS=3000
+    )
+    try:
+        client.admin.command("ping")
+    except ConnectionFailure:
+        client.close()
+        pytest.fail(
+            f"FerretDB is not running on 127.0.0.1:{FERRETDB_PORT}, so the MongoDB store cannot "
+            "be tested: start it with `bash infra/start.sh ferretdb` (make test does), then run "
+            "the tests again."
+        )
+    mongo = MongoStore(ferretdb_url(name), bulk_size=40)
+    try:
+        yield mongo
+    finally:
+        mongo.close()
+        client.drop_database(name)
+        client.close()
+
+
+def patient(n: int, family: str = "Doe", code: str = "res-patient", **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "id": f"pat-{n:03d}",
+        "meta": {
+            "lastUpdated": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+            "tag": [{"system": SOURCE, "code": "src-mimic"}, {"system": RESOURCE, "code": code}],
+        },
+        "identifier": [{"system": "http://mimic/subject_id", "value": str(n)}],
+        "name": [{"family": family, "given": [f"Given{n}"]}],
+        "gender": "female",
+        **extra,
+    }
+
+
+def actions(loaded: list[Any]) -> list[str]:
+    return [item.action for item in loaded]
+
+
+def counts(store: FhirStore, batch_id: str, resource_id: str = "res-patient") -> dict[str, Any]:
+    state = store.batch(batch_id)
+    assert state is not None, f"batch {batch_id} not found"
+    [row] = [r for r in state.as_json()["resources"] if r["resource_id"] == resource_id]
+    return {k: v for k, v in row.items() if k != "resource_id"}
+
+
+# --- loading: created, replayed, updated ---------------------------------------------------
+
+
+def test_load_tells_created_from_replayed_from_updated(store: FhirStore):
+    store.create_batch("b1", ["res-patient"])
+    first = [patient(n) for n in range(3)]
+    loaded = store.load("b1", [("res-patient", r) for r in first])
+    assert [(x.resource_type, x.id, x.action) for x in loaded] == [
+        ("Patient", "pat-000", "created"),
+        ("Patient", "pat-001", "created"),
+        ("Patient", "pat-002", "created"),
+    ]
+    assert store.read("Patient", "pat-001") == first[1]
+    after_first = counts(store, "b1")
+    assert after_first | {"status": None} == {
+        "status": None,
+        "expected": None,
+        "extracted": 0,
+        "transformed": 3,
+        "loaded": 3,
+        "created": 3,
+        "updated": 0,
+        "deleted": 0,
+        "failed": 0,
+    }
+
+    # A replay (a service restarted before committing): same batch, same content but
+    # meta.lastUpdated. Nothing is counted again.
+    again = [patient(n) for n in range(3)]
+    for r in again:
+        r["meta"]["lastUpdated"] = "2031-01-01T00:00:00.000+00:00"
+    assert actions(store.load("b1", [("res-patient", r) for r in again])) == ["replayed"] * 3
+    assert counts(store, "b1") == after_first
+
+    # The same batch with new content for one instance: an update, counted.
+    changed = patient(1, family="Smith")
+    assert actions(store.load("b1", [("res-patient", changed)])) == ["updated"]
+    assert store.read("Patient", "pat-001") == changed
+    assert counts(store, "b1")["updated"] == 1
+    assert counts(store, "b1")["transformed"] == 4
+
+    # Another batch over the same instances: updated, counted for that batch only.
+    store.create_batch("b2", ["res-patient"])
+    assert actions(store.load("b2", [("res-patient", patient(n)) for n in range(3)])) == [
+        "updated"
+    ] * 3
+    b2 = counts(store, "b2")
+    assert (b2["created"], b2["updated"], b2["transformed"], b2["loaded"]) == (0, 3, 3, 3)
+    assert counts(store, "b1")["transformed"] == 4
+    total, page = store.search("Patient")
+    assert total == 3 and len(page) == 3  # upserts: never a duplicate
+
+
+def test_an_id_twice_in_one_call_is_judged_against_its_previous_version(store: FhirStore):
+    store.create_batch("b1", ["res-patient"])
+    loaded = store.load(
+        "b1",
+        [
+            ("res-patient", patient(1)),
+            ("res-patient", patient(1)),
+            ("res-patient", patient(1, family="Smith")),
+            ("res-patient", patient(2)),
+        ],
+    )
+    assert actions(loaded) == ["created", "replayed", "updated", "created"]
+    assert store.read("Patient", "pat-001")["name"][0]["family"] == "Smith"
+    c = counts(store, "b1")
+    assert (c["created"], c["updated"], c["transformed"]) == (2, 1, 3)
+
+
+def test_resources_of_several_types_in_one_call(store: FhirStore):
+    store.create_batch("b1", ["res-patient", "res-encounter"])
+    encounter = {
+        "resourceType": "Encounter",
+        "id": "enc-1",
+        "status": "finished",
+        "subject": {"reference": "Patient/pat-001"},
+    }
+    loaded = store.load("b1", [("res-patient", patient(1)), ("res-encounter", encounter)])
+    assert [(x.resource_type, x.action) for x in loaded] == [
+        ("Patient", "created"),
+        ("Encounter", "created"),
+    ]
+    assert store.read("Encounter", "enc-1") == encounter
+    assert counts(store, "b1", "res-encounter")["created"] == 1
+    assert counts(store, "b1", "res-patient")["created"] == 1
+
+
+def test_load_refuses_what_cannot_name_a_table(store: FhirStore):
+    with pytest.raises(Exception, match="not a FHIR resource type name"):
+        store.load("b1", [("r", {"resourceType": "Patient; DROP TABLE x", "id": "1"})])
+    with pytest.raises(Exception, match="has no id"):
+        store.load("b1", [("r", {"resourceType": "Patient"})])
+    assert store.load("b1", []) == []
+
+
+# --- batch state ---------------------------------------------------------------------------
+
+
+def test_a_batch_completes_when_loaded_and_failed_reach_expected(store: FhirStore):
+    store.create_batch("b1", ["res-patient", "res-encounter"])
+    state = store.batch("b1")
+    assert state is not None and state.status == RUNNING
+    assert state.resource_ids == ["res-patient", "res-encounter"]
+    store.set_expected("b1", "res-patient", 3)
+    store.set_extracted("b1", "res-patient", 3)
+    store.set_expected("b1", "res-encounter", 0)
+    store.set_extracted("b1", "res-encounter", 0)
+    store.load("b1", [("res-patient", patient(n)) for n in range(2)])
+    assert store.batch("b1").status == RUNNING
+    assert store.batch("b1").as_json()["ended_at"] is None
+
+    new = store.record_errors([InstanceError("b1", "res-patient", 2, "transform", "bad date")])
+    assert new == 1
+    state = store.batch("b1")
+    assert state.status == COMPLETED
+    shown = state.as_json()
+    assert shown["status"] == COMPLETED
+    assert shown["ended_at"] is not None
+    assert shown["duration_seconds"] >= 0
+    assert [r["status"] for r in shown["resources"]] == [COMPLETED, COMPLETED]
+    assert shown["resources"][0] | {"resource_id": None} == {
+        "resource_id": None,
+        "status": COMPLETED,
+        "expected": 3,
+        "extracted": 3,
+        "transformed": 2,
+        "loaded": 2,
+        "created": 2,
+        "updated": 0,
+        "deleted": 0,
+        "failed": 1,
+    }
+
+
+def test_set_extracted_sets_the_value_it_is_given(store: FhirStore):
+    store.create_batch("b1", ["res-patient"])
+    store.set_extracted("b1", "res-patient", 10)
+    store.set_extracted("b1", "res-patient", 4)  # a replayed extraction counts from 0 again
+    assert counts(store, "b1")["extracted"] == 4
+    store.set_expected("b1", "res-patient", 7)
+    store.set_expected("b1", "res-patient", 5)
+    assert counts(store, "b1")["expected"] == 5
+
+
+def test_cancel_and_a_failed_resource(store: FhirStore):
+    store.create_batch("b1", ["res-patient"])
+    assert store.cancel_batch("b1") is True
+    state = store.batch("b1")
+    assert state.status == CANCELED and state.canceled_at is not None
+    canceled_at = state.canceled_at
+    assert store.cancel_batch("b1") is True  # again: nothing changes
+    assert store.batch("b1").canceled_at == canceled_at
+    assert store.batch("b1").as_json()["resources"][0]["status"] == CANCELED
+    assert store.cancel_batch("no-such-batch") is False
+
+    store.create_batch("b2", ["res-patient", "res-encounter"])
+    store.resource_failed("b2", "res-encounter", "relation mimic.admissions does not exist")
+    store.set_expected("b2", "res-patient", 1)
+    store.load("b2", [("res-patient", patient(1))])
+    shown = store.batch("b2").as_json()
+    assert shown["status"] == FAILED
+    encounter = shown["resources"][1]
+    assert encounter["status"] == FAILED
+    assert encounter["error"] == "relation mimic.admissions does not exist"
+
+
+def test_a_live_batch_never_completes(store: FhirStore):
+    store.create_batch("live", ["res-patient"], live=True)
+    store.set_expected("live", "res-patient", 1)
+    store.load("live", [("res-patient", patient(1))])
+    shown = store.batch("live").as_json()
+    assert shown["status"] == RUNNING and shown["live"] is True
+
+
+def test_create_batch_is_idempotent_and_keeps_counters_written_before_it(store: FhirStore):
+    # The loader may count for a batch whose record is not there yet: the counts wait for it.
+    store.load("early", [("res-patient", patient(1))])
+    assert store.batch("early") is None
+    store.create_batch("early", ["res-patient"], retry_of="b0")
+    state = store.batch("early")
+    assert state.retry_of == "b0"
+    assert counts(store, "early")["created"] == 1
+    created_at = state.created_at
+    store.create_batch("early", ["res-patient"])
+    assert store.batch("early").created_at == created_at
+    assert counts(store, "early")["created"] == 1
+
+
+def test_batches_newest_first(store: FhirStore):
+    for name in ("first", "second", "third"):
+        store.create_batch(name, ["res-patient"])
+    assert [b.batch_id for b in store.batches()] == ["third", "second", "first"]
+    assert [b.batch_id for b in store.batches(limit=2, offset=1)] == ["second", "first"]
+    assert store.batches(limit=0) == []
+    assert store.batch("no-such-batch") is None
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def test_record_errors_counts_each_new_instance_and_stage_once(store: FhirStore):
+    store.create_batch("b1", ["res-patient", "res-encounter"])
+    errors = [
+        InstanceError("b1", "res-patient", 1, "transform", "birthDate: not a date"),
+        InstanceError("b1", "res-patient", "1", "transform", "a string key is another key"),
+        InstanceError("b1", "res-patient", 1, "load", "another stage"),
+        InstanceError("b1", "res-encounter", 7, "transform", "status: required"),
+        InstanceError("b1", None, None, "load", "message on topic transform is not JSON"),
+        InstanceError(None, None, None, "extract", "no batch: not kept"),
+    ]
+    assert store.record_errors(errors) == 5
+    assert store.record_errors(errors) == 0  # a replay
+    assert store.record_errors(errors[:1] + errors[:1]) == 0
+    assert counts(store, "b1")["failed"] == 3
+    assert counts(store, "b1", "res-encounter")["failed"] == 1
+
+    total, page = store.errors("b1")
+    assert total == 5
+    assert {(e.resource_id, e.primary_key_value, e.stage) for e in page} == {
+        ("res-patient", 1, "transform"),
+        ("res-patient", "1", "transform"),
+        ("res-patient", 1, "load"),
+        ("res-encounter", 7, "transform"),
+        (None, None, "load"),
+    }
+    assert all(e.batch_id == "b1" for e in page)
+    pages = [store.errors("b1", limit=2, offset=o) for o in (0, 2, 4)]
+    assert [t for t, _ in pages] == [5, 5, 5]
+    assert [len(p) for _, p in pages] == [2, 2, 1]
+    assert [e for _, p in pages for e in p] == page  # a stable order
+    assert store.errors("b1", limit=2, offset=10) == (5, [])
+    assert store.errors("no-such-batch") == (0, [])
+
+    failed = store.failed_instances("b1")
+    assert sorted(failed) == ["res-encounter", "res-patient"]
+    assert failed["res-encounter"] == [7]
+    assert sorted(failed["res-patient"], key=repr) == sorted([1, "1"], key=repr)  # types kept
+
+
+# --- reading and searching -----------------------------------------------------------------
+
+
+def test_search_by_tag_with_paging(store: FhirStore):
+    store.create_batch("b1", ["res-patient", "res-other"])
+    store.load("b1", [("res-patient", patient(n)) for n in range(5)])
+    store.load("b1", [("res-other", patient(n, code="res-other")) for n in range(5, 7)])
+
+    total, everything = store.search("Patient", count=100)
+    assert total == 7 and [r["id"] for r in everything] == [f"pat-{n:03d}" for n in range(7)]
+    tag = (RESOURCE, "res-patient")
+    seen = []
+    for offset in (0, 2, 4):
+        total, page = store.search("Patient", tag=tag, count=2, offset=offset)
+        assert total == 5
+        seen += [r["id"] for r in page]
+    assert seen == [f"pat-{n:03d}" for n in range(5)]
+    assert store.search("Patient", tag=tag, count=2, offset=6) == (5, [])
+    assert store.search("Patient", tag=tag, count=0) == (5, [])  # _summary=count
+    assert store.search("Patient", tag=(RESOURCE, "res-other"))[0] == 2
+    # The pair must be one tag: the source's system with a resource code is no match.
+    assert store.search("Patient", tag=(SOURCE, "res-patient")) == (0, [])
+    # An empty system: the code in any system.
+    assert store.search("Patient", tag=("", "src-mimic"))[0] == 7
+    # What the store returns is the resource, nothing of the store's own.
+    assert everything[0] == store.read("Patient", "pat-000")
+    assert set(everything[0]) == set(patient(0))
+
+
+def test_reading_what_is_not_there(store: FhirStore):
+    assert store.read("Patient", "nope") is None
+    assert store.read("Observation", "x") is None  # no table or collection yet
+    assert store.read("not a type", "x") is None
+    assert store.search("Observation") == (0, [])
+    assert store.search("not a type") == (0, [])
+
+
+def test_delete_counts_what_it_deleted(store: FhirStore):
+    store.create_batch("b1", ["res-patient"])
+    store.load("b1", [("res-patient", patient(n)) for n in range(3)])
+    assert store.delete("b1", "res-patient", "Patient", ["pat-000", "pat-001", "pat-999"]) == 2
+    assert store.read("Patient", "pat-000") is None
+    assert store.read("Patient", "pat-002") is not None
+    assert store.delete("b1", "res-patient", "Patient", ["pat-000"]) == 0  # a replay
+    assert counts(store, "b1")["deleted"] == 2
+    assert store.delete("b1", "res-patient", "Observation", ["x"]) == 0
+    # Loaded again after a delete: created again.
+    assert actions(store.load("b1", [("res-patient", patient(0))])) == ["created"]
+
+
+def test_ping(store: FhirStore):
+    store.ping()
+
+
+# --- failures ------------------------------------------------------------------------------
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mongo"])
+def test_an_unreachable_store_raises_store_unavailable_without_the_password(backend):
+    port = closed_port()
+    password = "S3cret-pa55word"
+    if backend == "postgres":
+        unreachable: FhirStore = PostgresStore(
+            f"postgresql://river:{password}@127.0.0.1:{port}/fhirstore", connect_timeout=2
+        )
+    else:
+        unreachable = MongoStore(
+            f"mongodb://river:{password}@127.0.0.1:{port}/fhirstore", timeout_ms=500
+        )
+    calls = [
+        unreachable.ping,
+        lambda: unreachable.load("b1", [("res-patient", patient(1))]),
+        lambda: unreachable.batch("b1"),
+        lambda: unreachable.record_errors([InstanceError("b1", "r", 1, "load", "m")]),
+    ]
+    for call in calls:
+        with pytest.raises(StoreUnavailable) as raised:
+            call()
+        message = str(raised.value)
+        assert password not in message
+        assert f"127.0.0.1:{port}/fhirstore cannot be reached" in message, message
+        assert "\n" not in message
+    unreachable.close()
+
+
+def test_postgres_concurrent_loaders_count_each_instance_once():
+    """Two loaders on a new resource type (its table made by both at once) and the
+    same new ids: each instance is created once and replayed once, never twice."""
+    with scratch_database("river_test_store_race") as url:
+        stores = [PostgresStore(url) for _ in range(4)]
+        stores[0].create_batch("b1", ["res-patient"])
+        items = [("res-patient", patient(n)) for n in range(200)]
+        barrier = threading.Barrier(len(stores))
+        results: list[list[str]] = []
+        failures: list[BaseException] = []
+
+        def load(s: PostgresStore) -> None:
+            try:
+                barrier.wait()
+                results.append(actions(s.load("b1", items)))
+            except BaseException as error:  # noqa: BLE001 - reported below
+                failures.append(error)
+
+        threads = [threading.Thread(target=load, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not failures, failures
+        flat = [a for r in results for a in r]
+        assert flat.count("created") == 200
+        assert flat.count("replayed") == 600
+        c = counts(stores[0], "b1")
+        assert (c["created"], c["updated"], c["transformed"]) == (200, 0, 200)
+        for s in stores:
+            s.close()
