@@ -10,6 +10,7 @@ anything is written.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -50,6 +51,7 @@ log = logging.getLogger("river.api")
 blueprint = Blueprint("batches", __name__)
 
 PrimaryKeys = dict[str, list[Any] | None]
+_BATCH_ID = re.compile(r"[^\x00-\x1f\x7f]{1,256}")
 
 
 @blueprint.post("/batch")
@@ -325,6 +327,8 @@ def _primary_keys(value: Any, resource_ids: list[str]) -> PrimaryKeys:
 
 
 def _batch(river: Services, batch_id: str) -> BatchState:
+    if not _BATCH_ID.fullmatch(batch_id):
+        raise _no_batch(batch_id)  # a NUL byte or the like would only upset the store
     state = river.store.batch(batch_id)
     if state is None:
         raise _no_batch(batch_id)

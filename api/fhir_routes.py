@@ -11,6 +11,7 @@ answer for a filtered one.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from urllib.parse import urlencode
 
@@ -26,6 +27,7 @@ blueprint = Blueprint("fhir", __name__, url_prefix="/fhir")
 SEARCH_PARAMETERS = {"_tag", "_count", "_offset", "_summary", "_format"}
 JSON_FORMATS = {"json", "application/json", "application/fhir+json"}
 DEFAULT_COUNT = 50
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 MAX_COUNT = 1000  # a larger _count gets pages of this size, as FHIR lets a server do
 
 
@@ -38,6 +40,12 @@ def read(resource_type: str, resource_id: str) -> Response:
             400, NOT_SUPPORTED, f"a read takes no parameter but _format; got {', '.join(unknown)}"
         )
     _check_format()
+    if not FHIR_ID.fullmatch(resource_id):
+        raise ApiError(
+            404,
+            NOT_FOUND,
+            f"{resource_id!r} is not a FHIR id ([A-Za-z0-9-.]{{1,64}}): no such resource",
+        )
     resource = services().store.read(resource_type, resource_id)
     if resource is None:
         raise ApiError(404, NOT_FOUND, f"{resource_type}/{resource_id} is not in the store")
@@ -122,6 +130,8 @@ def _tag() -> tuple[str, str] | None:
     value = _single("_tag")
     if value is None:
         return None
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ApiError(400, VALUE, "_tag holds a control character", expression="_tag")
     system, bar, code = value.partition("|") if "|" in value else ("", "", value)
     if not code:
         raise ApiError(

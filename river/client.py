@@ -228,10 +228,11 @@ def _print_batch(console: Console, state: dict[str, Any], labels: dict[str, str]
     if state.get("retry_of"):
         title += f" (retry of {state['retry_of']})"
     table = Table(title=title, title_justify="left")
-    table.add_column("resource")
-    table.add_column("status")
+    # In a narrow terminal the resource names wrap, never the figures.
+    table.add_column("resource", overflow="fold")
+    table.add_column("status", no_wrap=True)
     for name in ("expected", "extracted", "transformed", "created", "updated", "failed"):
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
     for r in state["resources"]:
         table.add_row(
             labels.get(r["resource_id"], r["resource_id"]),
@@ -253,9 +254,9 @@ def _print_batches(console: Console, batches: list[dict[str, Any]]) -> None:
     table = Table(title="latest batches, newest first", title_justify="left")
     table.add_column("batch", no_wrap=True)
     for name in ("status", "started", "seconds", "resources"):
-        table.add_column(name)
+        table.add_column(name, no_wrap=True)
     for name in ("expected", "loaded", "failed"):
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
     for b in batches:
         resources = b["resources"]
         expected = [r["expected"] for r in resources]

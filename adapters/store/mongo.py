@@ -68,6 +68,9 @@ BATCHES, ERRORS = "river_batch", "river_batch_error"
 OURS = "_river"
 COUNTERS = ("transformed", "created", "updated", "deleted", "failed")
 _DUPLICATE_KEY = 11000
+# Ids per `$in` read. Reads are not what deadlocks FerretDB (update commands are), and it
+# answers an `$in` by scanning the collection whatever the number of ids: one scan per call.
+READ_CHUNK = 1000
 
 
 def field_key(resource_id: str) -> str:
@@ -99,7 +102,6 @@ class MongoStore(FhirStore):
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._indexed: set[str] = set()
-        self._point_reads = False
 
     # --- connection -------------------------------------------------------------------------
     @property
@@ -124,11 +126,6 @@ class MongoStore(FhirStore):
     def _first_use(self, database: Database[dict[str, Any]]) -> None:
         if BATCHES in self._indexed:
             return
-        # FerretDB pushes a lookup down to its backend only for one `_id` equality: an `$in`
-        # over 40 ids scans the collection (0.6 s at 2,000 documents), 40 point reads take
-        # 60 ms. MongoDB answers `$in` from its `_id` index in one round trip.
-        build = database.client.admin.command("buildInfo")
-        self._point_reads = "ferretdbVersion" in build
         database[ERRORS].create_index(
             [("batch_id", 1), ("resource_id", 1), ("primary_key_value", 1), ("stage", 1)],
             unique=True,
@@ -185,40 +182,58 @@ class MongoStore(FhirStore):
             stored = {}
             for resource_type, ids in ids_by_type.items():
                 collection = self._collection(resource_type)
-                for doc in self._find_ids(collection, ids, {OURS: 1}):
-                    ours = doc.get(OURS) or {}
-                    stored[(resource_type, doc["_id"])] = (ours.get("batch"), ours.get("hash"))
+                for chunk in _chunks(ids, max(self.bulk_size, READ_CHUNK)):
+                    for doc in collection.find({"_id": {"$in": list(chunk)}}, {OURS: 1}):
+                        ours = doc.get(OURS) or {}
+                        stored[(resource_type, doc["_id"])] = (ours.get("batch"), ours.get("hash"))
             plan = plan_load(batch_id, items, stored)
             for resource_type, rows in plan.by_type().items():
                 collection = self._collection(resource_type)
-                for chunk in _chunks(rows, self.bulk_size):
-                    collection.bulk_write(
-                        [
-                            ReplaceOne(
-                                {"_id": rid},
-                                self._document(resource, batch_id, digest),
-                                upsert=True,
-                            )
-                            for rid, resource, digest in chunk
-                        ],
-                        ordered=True,
-                    )
+                new = [row for row in rows if (resource_type, row[0]) in plan.first_created]
+                known = [row for row in rows if (resource_type, row[0]) not in plan.first_created]
+                self._insert(collection, batch_id, new)
+                self._replace(collection, batch_id, known)
             # Not atomic with the writes above: see the module's docstring.
             self._bump(batch_id, plan.counters())
         return plan.loaded
 
-    def _find_ids(
-        self, collection: Collection[dict[str, Any]], ids: Sequence[str], projection: dict[str, int]
-    ) -> Iterator[dict[str, Any]]:
-        """The documents of `ids` that exist: one `$in` per chunk, or point reads on FerretDB."""
-        if self._point_reads:
-            for rid in ids:
-                document = collection.find_one({"_id": rid}, projection)
-                if document is not None:
-                    yield document
-            return
-        for chunk in _chunks(ids, self.bulk_size):
-            yield from collection.find({"_id": {"$in": list(chunk)}}, projection)
+    def _insert(
+        self,
+        collection: Collection[dict[str, Any]],
+        batch_id: str,
+        rows: Sequence[tuple[str, dict[str, Any], str]],
+    ) -> None:
+        """Insert what no document held when read: an insert is found by nothing but the
+        `_id` index (an upsert, on FerretDB, scans the collection first). An id that a
+        concurrent loader inserted meanwhile is replaced instead."""
+        for chunk in _chunks(rows, self.bulk_size):
+            try:
+                collection.insert_many(
+                    [self._document(resource, batch_id, digest) for _, resource, digest in chunk],
+                    ordered=False,
+                )
+            except BulkWriteError as error:
+                write_errors = error.details.get("writeErrors", [])
+                if any(w.get("code") != _DUPLICATE_KEY for w in write_errors):
+                    raise
+                self._replace(collection, batch_id, [chunk[w["index"]] for w in write_errors])
+
+    def _replace(
+        self,
+        collection: Collection[dict[str, Any]],
+        batch_id: str,
+        rows: Sequence[tuple[str, dict[str, Any], str]],
+    ) -> None:
+        for chunk in _chunks(rows, self.bulk_size):
+            collection.bulk_write(
+                [
+                    ReplaceOne(
+                        {"_id": rid}, self._document(resource, batch_id, digest), upsert=True
+                    )
+                    for rid, resource, digest in chunk
+                ],
+                ordered=True,
+            )
 
     def delete(
         self, batch_id: str, resource_id: str, resource_type: str, ids: Sequence[str]

@@ -585,6 +585,7 @@ BAD_REQUESTS = [
     ("GET", "/fhir/Patient?_tag=", None, None, 400, "value", "has no code"),
     ("GET", "/fhir/Patient?_tag=|x", None, None, 400, "invalid", "without a system"),
     ("GET", "/fhir/Patient?_tag=a|b&_tag=c|d", None, None, 400, "not-supported", "given 2 times"),
+    ("GET", "/fhir/Patient?_tag=a|b%00", None, None, 400, "value", "control character"),
     ("GET", "/fhir/Patient?_format=xml", None, None, 400, "not-supported", "JSON only"),
     ("GET", "/fhir/Patient/1?_elements=id", None, None, 400, "not-supported", "_elements"),
 ]
@@ -630,6 +631,8 @@ def test_a_chunked_oversize_body_is_a_400_too(api):
         ("POST", "/batches/does-not-exist/retry", "no batch"),
         ("DELETE", "/batches/does-not-exist", "no batch"),
         ("GET", "/fhir/Patient/does-not-exist", "Patient/does-not-exist is not in the store"),
+        ("GET", "/fhir/Patient/not%20an%20id", "is not a FHIR id"),
+        ("GET", "/batches/nul%00byte", "no batch"),
         ("GET", "/fhir/Nope/1", "unknown resource type 'Nope'"),
         ("GET", "/fhir/patient", "unknown resource type 'patient'"),
         ("GET", "/nowhere", "no such endpoint: /nowhere"),

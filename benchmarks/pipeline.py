@@ -1,0 +1,210 @@
+"""End-to-end speed of the pipeline, beside what its bare parts give here.
+
+    .venv/bin/python benchmarks/pipeline.py [--patients 20000]   (the stack must run: make start)
+
+1. Makes `--patients` synthetic patients in a scratch source database.
+2. Starts the four services (own topics, own scratch FHIR store) and runs one
+   batch of the example mapping (Patient, Encounter, Condition): resources per
+   second from POST /batch to completed, and each service's peak memory.
+3. The bare parts with the same documents: Kafka produce + consume (+ JSON
+   parse), and the PostgreSQL store's bulk upsert.
+4. Preview latency for 10 primary keys, p50 and p95 over 100 calls.
+Target: 3,000 resources/s or more, and at least half of the slower bare part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import psycopg
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from adapters.store import open_store  # noqa: E402
+from river.events import TOPICS  # noqa: E402
+from test.conftest import scratch_database  # noqa: E402
+from test.e2e.conftest import KAFKA, make_pipeline  # noqa: E402
+
+EXAMPLE = ROOT / "examples" / "mappings" / "mimic-example.json"
+RESOURCES = ["example-patient", "example-encounter", "example-condition"]
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pipeline_run(
+    source_url: str, store_url: str, prefix: str, workdir: Path
+) -> tuple[int, float, dict, list]:
+    pipeline = make_pipeline(workdir, prefix, store_url, source_url)
+    pipeline.env["MAPPINGS"] = str(EXAMPLE)
+    pipeline.env["CONCEPT_MAPS"] = str(ROOT / "examples" / "concept_maps")
+    pipeline.start()
+    try:
+        started = time.perf_counter()
+        batch_id = pipeline.batch(RESOURCES)
+        state = pipeline.wait(batch_id, timeout=7200)
+        seconds = time.perf_counter() - started
+        loaded = sum(r["loaded"] for r in state["resources"])
+        memory = {name: peak_rss_mb(p.pid) for name, p in pipeline.processes.items()}
+        latencies = []
+        with psycopg.connect(source_url) as connection:
+            keys = [
+                r[0]
+                for r in connection.execute(
+                    "SELECT subject_id FROM patients ORDER BY subject_id LIMIT 10"
+                )
+            ]
+        for _ in range(100):
+            t0 = time.perf_counter()
+            answer = pipeline.request(
+                "POST",
+                "/preview",
+                json={"resource_id": "example-patient", "primary_key_values": keys},
+            )
+            latencies.append(time.perf_counter() - t0)
+            assert answer.status_code == 200 and len(answer.json()["instances"]) == 10
+        return loaded, seconds, memory, latencies
+    finally:
+        pipeline.stop()
+        pipeline.store.close()
+
+
+def sample_documents(store_url: str, limit: int) -> list[dict]:
+    store = open_store(store_url)
+    documents = []
+    for resource_type in ("Patient", "Encounter", "Condition"):
+        offset = 0
+        while len(documents) < limit:
+            total, page = store.search(resource_type, count=1000, offset=offset)
+            documents += page
+            offset += 1000
+            if offset >= total:
+                break
+    store.close()
+    return documents[:limit]
+
+
+def bare_kafka(documents: list[dict], prefix: str) -> float:
+    topic = f"{prefix}bare"
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
+    values = [
+        orjson.dumps({"batch_id": "b", "resource_id": "r", "fhir_object": d}) for d in documents
+    ]
+    producer = Producer(
+        {"bootstrap.servers": KAFKA, "acks": "all", "linger.ms": 5, "compression.type": "lz4"}
+    )
+    consumer = Consumer(
+        {"bootstrap.servers": KAFKA, "group.id": topic, "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    started = time.perf_counter()
+    for i, value in enumerate(values):
+        while True:
+            try:
+                producer.produce(topic, value, str(i).encode())
+                break
+            except BufferError:
+                producer.poll(0.1)
+    producer.flush()
+    received = 0
+    while received < len(values):
+        for message in consumer.consume(1000, 1.0):
+            if message.error() is None:
+                orjson.loads(message.value())
+                received += 1
+    seconds = time.perf_counter() - started
+    consumer.close()
+    admin.delete_topics([topic])
+    return len(values) / seconds
+
+
+def bare_store(documents: list[dict]) -> float:
+    with scratch_database("river_bench_bare_store") as url:
+        store = open_store(url)
+        started = time.perf_counter()
+        for i in range(0, len(documents), 1000):
+            store.load("bench", [("r", d) for d in documents[i : i + 1000]])
+        seconds = time.perf_counter() - started
+        store.close()
+    return len(documents) / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=20_000)
+    args = parser.parse_args()
+    prefix = f"bench-{uuid.uuid4().hex[:8]}-"
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    names = [prefix + t for t in TOPICS]
+    for future in admin.create_topics(
+        [NewTopic(n, num_partitions=3, replication_factor=1) for n in names]
+    ).values():
+        future.result(30)
+    try:
+        with (
+            scratch_database("river_bench_source") as source_url,
+            scratch_database("river_bench_store") as store_url,
+        ):
+            t0 = time.perf_counter()
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "test/utils/create_records_db.py"),
+                    "--patients",
+                    str(args.patients),
+                    "--seed",
+                    "1",
+                    "--db-url",
+                    source_url,
+                    "--quiet",
+                ],
+                check=True,
+            )
+            print(
+                f"source: {args.patients:,} synthetic patients made "
+                f"in {time.perf_counter() - t0:.0f} s"
+            )
+            with tempfile.TemporaryDirectory() as workdir:
+                loaded, seconds, memory, latencies = pipeline_run(
+                    source_url, store_url, prefix, Path(workdir)
+                )
+            rate = loaded / seconds
+            documents = sample_documents(store_url, min(loaded, 100_000))
+        kafka_rate = bare_kafka(documents, prefix)
+        store_rate = bare_store(documents)
+        ceiling = min(kafka_rate, store_rate)
+        quantiles = statistics.quantiles(latencies, n=20)
+        print(
+            f"pipeline: {loaded:,} resources in {seconds:.1f} s = {rate:,.0f} resources/s "
+            "(target 3,000)"
+        )
+        print(f"bare Kafka produce+consume+parse: {kafka_rate:,.0f} messages/s")
+        print(f"bare PostgreSQL store bulk upsert: {store_rate:,.0f} resources/s")
+        print(f"pipeline / slower bare part: {rate / ceiling:.0%} (target 50%)")
+        print("peak memory (MB): " + ", ".join(f"{k} {v:.0f}" for k, v in memory.items()))
+        print(
+            f"preview of 10 keys: p50 {statistics.median(latencies) * 1000:.0f} ms, "
+            f"p95 {quantiles[18] * 1000:.0f} ms (target p95 < 300 ms)"
+        )
+    finally:
+        admin.delete_topics(names)
+
+
+if __name__ == "__main__":
+    main()
