@@ -12,8 +12,10 @@ import ctypes
 import logging
 import os
 import signal
+import sys
 from typing import Any
 
+from river.errors import RiverError
 from river.settings import Settings
 
 WORKERS = 2  # this machine kind has 2 cores
@@ -25,7 +27,16 @@ def main() -> None:
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format="%(asctime)s api[%(process)d] %(levelname)s %(message)s",
     )
-    settings = Settings.load()
+    try:
+        settings = Settings.load()
+        # Wrong settings (a missing mapping file...) end here with one sentence, not in
+        # each worker with a trace. The import also warms the modules the workers inherit.
+        from river.engine import Engine
+
+        Engine.from_settings(settings)  # connects to nothing: sources open on first use
+    except RiverError as error:
+        print(f"api: {error}", file=sys.stderr)
+        sys.exit(1)
     bind = f"0.0.0.0:{settings.api_port}"
     try:
         from gunicorn.app.base import BaseApplication

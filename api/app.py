@@ -17,6 +17,7 @@ FHIR OperationOutcome (api/fhir.py) with the status that fits it:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from adapters.kafka import KafkaUnavailable, topic_name
+from adapters.kafka import EventProducer, KafkaUnavailable, topic_name
 from adapters.store import FhirStore, StoreUnavailable, open_store
 from api import batches, fhir_routes
 from api.fhir import (
@@ -54,10 +55,16 @@ def create_app(
     *,
     engine: Engine | None = None,
     store: FhirStore | None = None,
-    producer: Any | None = None,
+    producer: EventProducer | None = None,
 ) -> Flask:
     """The API over these parts; what is not given is made from `settings`
     (read from the environment and `.env` when not given)."""
+    if not logging.getLogger().handlers:
+        # Served as `gunicorn 'api.app:create_app()'` (the Dockerfile), nothing set logging up.
+        logging.basicConfig(
+            level=os.environ.get("LOG_LEVEL", "INFO"),
+            format="%(asctime)s api[%(process)d] %(levelname)s %(message)s",
+        )
     if settings is None:
         settings = Settings.load()
     own_engine = engine is None

@@ -33,6 +33,7 @@ from api.inputs import (
     json_body,
     key_list,
     no_other_parameters,
+    required,
     string_list,
     string_value,
 )
@@ -71,7 +72,7 @@ def preview() -> Response:
     river = services()
     resource_id = string_value(body, "resource_id")
     _check_known(river, [resource_id], "resource_id")
-    keys = key_list(body.get("primary_key_values"), "primary_key_values")
+    keys = key_list(required(body, "primary_key_values"), "primary_key_values")
     try:
         answer = river.engine.preview(resource_id, keys)
     except InvalidMapping as error:

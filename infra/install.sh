@@ -3,16 +3,21 @@
 #   Debian packages: openssh-server, postgresql, a Java runtime, maven, python3-venv,
 #   docker-compose; the project's venv (.venv, pip install -e '.[dev]');
 #   Kafka and Connect jars, the Debezium and Camel plugin folders (Maven Central),
-#   all under $STATE_DIR.
+#   all under $STATE_DIR; FerretDB too (built with Go) when asked:
+#     bash infra/install.sh ferretdb     FerretDB alone
+#     WITH_FERRETDB=1 bash infra/install.sh   the stack and FerretDB
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 load_settings
 need_root "infra/install.sh"
+case "${1:-}" in
+"" | ferretdb) ;;
+*) die "Unknown part '$1': bash infra/install.sh installs the whole stack, bash infra/install.sh ferretdb builds FerretDB alone." ;;
+esac
 mkdir -p "$STATE_DIR" "$LOGS"
 
 T0=$(now)
-say "Installing the local stack (state in $STATE_DIR)"
 
 # --- Debian packages -----------------------------------------------------------------------
 apt_updated=""
@@ -224,6 +229,44 @@ plugin_manifests() {
     STEP_RESULT="manifests written"
 }
 
+# --- FerretDB (only when asked) ------------------------------------------------------------
+# `go install .../cmd/ferretdb@vX` builds a binary that panics at start (Invalid
+# build/version/version.txt): build from a copy of the module's source with that file written.
+# Go's module cache (about 640 MB) stays where Go keeps it, so later builds reuse it.
+ferretdb_build() {
+    local log="$LOGS/install-ferretdb.log" module="github.com/FerretDB/FerretDB@v$FERRETDB_VERSION"
+    local dir work="$FERRETDB_HOME/src"
+    if ferretdb_built; then
+        STEP_RESULT="present: $FERRETDB_BIN (v$FERRETDB_VERSION)"
+        return 0
+    fi
+    find_go
+    mkdir -p "$FERRETDB_HOME/bin"
+    dir=$(cd "$FERRETDB_HOME" && "$GO_BIN" mod download -json "$module" 2>"$log" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
+    [[ -n $dir && -f $dir/go.mod ]] ||
+        die "Could not download FerretDB $FERRETDB_VERSION's source with $GO_BIN (see $log): check the network, GOPROXY and FERRETDB_VERSION, then run bash infra/install.sh ferretdb again."
+    rm -rf "$work" "$FERRETDB_BIN.tmp"
+    cp -r "$dir/." "$work"
+    chmod -R u+w "$work"
+    printf 'v%s\n' "$FERRETDB_VERSION" >"$work/build/version/version.txt"
+    if ! (cd "$work" && "$GO_BIN" build -trimpath -o "$FERRETDB_BIN.tmp" ./cmd/ferretdb) >>"$log" 2>&1; then
+        rm -rf "$work" "$FERRETDB_BIN.tmp"
+        die "Building FerretDB $FERRETDB_VERSION with $GO_BIN failed (see $log): fix what it says (network, Go 1.24 or newer), then run bash infra/install.sh ferretdb again."
+    fi
+    mv "$FERRETDB_BIN.tmp" "$FERRETDB_BIN"
+    rm -rf "$work"
+    STEP_RESULT="built $FERRETDB_BIN ($(du -h "$FERRETDB_BIN" | cut -f1))"
+}
+
+if [[ ${1:-} = ferretdb ]]; then
+    say "Installing FerretDB (state in $STATE_DIR)"
+    step "FerretDB $FERRETDB_VERSION" ferretdb_build
+    say "Installed in $(elapsed "$T0")s."
+    exit 0
+fi
+
+say "Installing the local stack (state in $STATE_DIR)"
 step "Debian packages" debian_packages
 step "Java" java_check
 step "Python venv" venv
@@ -233,4 +276,5 @@ step "Debezium plugin" debezium_plugin
 step "Camel SFTP/CSV plugin" camel_plugin
 step "Kafka $KAFKA_VERSION jars" kafka_jars
 step "Connect plugin manifests" plugin_manifests
+if want_ferretdb; then step "FerretDB $FERRETDB_VERSION" ferretdb_build; fi
 say "Installed in $(elapsed "$T0")s."

@@ -9,6 +9,11 @@
 #   KAFKA_VERSION DEBEZIUM_VERSION CAMEL_KAFKA_CONNECTOR_VERSION CAMEL_VERSION
 #   LOG4J_VERSION JACKSON_JSR310_VERSION   versions downloaded by install.sh
 #   SFTP_CHROOT_LINK        root-owned symlink to the SFTP chroot (default under /srv)
+#   WITH_FERRETDB=1         install.sh and start.sh also build and start FerretDB (MongoDB wire
+#                           protocol, for testing the MongoDB store; STACK.md): only when asked
+#   FERRETDB_VERSION FERRETDB_DEBUG_PORT   FerretDB's version and its debug/readiness HTTP port
+#   GO                      the go binary that builds FerretDB (default: go on PATH, else
+#                           /usr/local/go/bin/go)
 
 # shellcheck disable=SC2034  # variables set here are used by the scripts that source this file
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -71,12 +76,13 @@ load_settings() {
     : "${CAMEL_KAFKA_CONNECTOR_VERSION:=0.11.0}" "${CAMEL_VERSION:=3.11.1}"
     : "${LOG4J_VERSION:=2.25.4}" "${JACKSON_JSR310_VERSION:=2.21.2}"
     : "${MAVEN_REPO_LOCAL:=$HOME/.m2/repository}"
+    : "${FERRETDB_PORT:=27017}" "${FERRETDB_DEBUG_PORT:=27018}" "${FERRETDB_VERSION:=1.24.2}"
 
     [[ $STATE_DIR = /* ]] || STATE_DIR="$ROOT/$STATE_DIR"
     STATE_DIR=$(realpath -m "$STATE_DIR")
     export STATE_DIR KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_CONNECT_PORT POSTGRES_PORT \
         POSTGRES_USER POSTGRES_PASSWORD SOURCE_DB_NAME FHIRSTORE_DB_NAME SFTP_PORT SFTP_USER \
-        SFTP_PASSWORD KAFKA_TOPIC_PREFIX KAFKA_TOPIC_PARTITIONS API_PORT
+        SFTP_PASSWORD KAFKA_TOPIC_PREFIX KAFKA_TOPIC_PARTITIONS API_PORT FERRETDB_PORT
 
     # Where each part keeps its files.
     LOGS="$STATE_DIR/logs"
@@ -94,6 +100,9 @@ load_settings() {
     if [[ -z ${SFTP_CHROOT_LINK:-} ]]; then
         SFTP_CHROOT_LINK="/srv/fhir-river-sftp-$(printf '%s' "$STATE_DIR" | md5sum | cut -c1-8)"
     fi
+    FERRETDB_HOME="$STATE_DIR/ferretdb"
+    FERRETDB_BIN="$FERRETDB_HOME/bin/ferretdb"
+    FERRETDB_DATA="$FERRETDB_HOME/data"
     VENV="$ROOT/.venv"
     PY="$VENV/bin/python"
 }
@@ -261,6 +270,30 @@ topics() {
     local t names=()
     for t in batch extract transform load errors; do names+=("$KAFKA_TOPIC_PREFIX$t"); done
     printf '%s' "${names[*]}"
+}
+
+# want_ferretdb: FerretDB was asked for (WITH_FERRETDB=1, in the environment or .env).
+want_ferretdb() { [[ ${WITH_FERRETDB:-} =~ ^([1yY]|[tT]rue|[yY]es|on)$ ]]; }
+
+# ferretdb_built: the FerretDB binary of $FERRETDB_VERSION is in the state dir.
+ferretdb_built() {
+    [[ -x $FERRETDB_BIN ]] &&
+        [[ $("$FERRETDB_BIN" --version 2>/dev/null | sed -n 's/^version: //p') = "v$FERRETDB_VERSION" ]]
+}
+
+# find_go: sets GO_BIN or stops with one sentence.
+find_go() {
+    if [[ -n ${GO:-} ]]; then
+        [[ -x $GO && ! -d $GO ]] ||
+            die "Go not found: GO=$GO is not an executable, so FerretDB cannot be built; install Go 1.24 or newer (https://go.dev/dl/) or point GO at one."
+        GO_BIN=$GO
+    elif command -v go >/dev/null 2>&1; then
+        GO_BIN=$(command -v go)
+    elif [[ -x /usr/local/go/bin/go ]]; then
+        GO_BIN=/usr/local/go/bin/go
+    else
+        die "Go not found (no go on PATH nor in /usr/local/go, GO unset), so FerretDB cannot be built; install Go 1.24 or newer (https://go.dev/dl/) or point GO at one."
+    fi
 }
 
 # The four FHIR River services: started by start.sh only once python -m <name> exists.

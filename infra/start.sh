@@ -2,6 +2,9 @@
 # Starts the local stack on 127.0.0.1: PostgreSQL, Kafka (KRaft), the pipeline's topics,
 # Kafka Connect (distributed), an SFTP server (OpenSSH), then the FHIR River services that
 # exist. A part already running is reused. Install first: infra/install.sh (make install).
+# FerretDB (MongoDB wire protocol, to test the MongoDB store) starts only when asked:
+#   bash infra/start.sh ferretdb            FerretDB alone (built by infra/install.sh ferretdb)
+#   WITH_FERRETDB=1 bash infra/start.sh     the stack and FerretDB
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -9,15 +12,62 @@ load_settings
 
 T0=$(now)
 
+# --- FerretDB (only when asked) ------------------------------------------------------------
+# SQLite handler, files in $FERRETDB_DATA (STACK.md: it deadlocks less than its PostgreSQL
+# handler, and keeps the store's PostgreSQL out of it). Readiness: its debug HTTP port.
+ferretdb_preflight() { # after the ports were checked to be numbers and distinct
+    ferretdb_built ||
+        die "FerretDB $FERRETDB_VERSION is not built in $FERRETDB_HOME: run bash infra/install.sh ferretdb (it builds it with Go, about 4 minutes the first time), then run this again."
+    [[ -x $PY ]] || die "The Python venv $VENV is missing: run make install, then run this again."
+    if [[ -z $(running ferretdb "$FERRETDB_PORT") ]]; then
+        check_port_free "$FERRETDB_PORT" FERRETDB_PORT FerretDB
+        check_port_free "$FERRETDB_DEBUG_PORT" FERRETDB_DEBUG_PORT "FerretDB's debug server"
+    fi
+}
+
+ferretdb_start() {
+    local pid note="" log="$LOGS/ferretdb.log" rc=0
+    pid=$(running ferretdb "$FERRETDB_PORT")
+    if [[ -n $pid ]]; then
+        note="reused (pid $pid)"
+    else
+        mkdir -p "$FERRETDB_DATA" "$FERRETDB_HOME/state" "$LOGS"
+        spawn ferretdb "$log" "$FERRETDB_BIN" --handler=sqlite --sqlite-url="file:$FERRETDB_DATA/" \
+            --listen-addr="127.0.0.1:$FERRETDB_PORT" --debug-addr="127.0.0.1:$FERRETDB_DEBUG_PORT" \
+            --state-dir="$FERRETDB_HOME/state" --telemetry=disable --log-level=warn
+        pid=$(cat "$PIDS/ferretdb.pid")
+        note="started (pid $pid)"
+    fi
+    "$PY" "$ROOT/infra/probe.py" http --url "http://127.0.0.1:$FERRETDB_DEBUG_PORT/debug/readyz" \
+        --timeout 30 --pid "$pid" 2>/dev/null || rc=$?
+    case $rc in
+    0) ;;
+    2) die "FerretDB exited while starting: see the end of $log, fix what it says, then run bash infra/start.sh ferretdb again." ;;
+    *) die "FerretDB did not answer on 127.0.0.1:$FERRETDB_DEBUG_PORT within 30 s: see $log, then run bash infra/stop.sh ferretdb and bash infra/start.sh ferretdb again." ;;
+    esac
+    STEP_RESULT="$note, mongodb://127.0.0.1:$FERRETDB_PORT"
+}
+
 # --- preflight: everything that would stop us, before anything starts --------------------
 need_root "infra/start.sh"
-find_java
+case "${1:-}" in
+"" | ferretdb) ;;
+*) die "Unknown part '$1': bash infra/start.sh starts the whole stack, bash infra/start.sh ferretdb starts FerretDB alone." ;;
+esac
 
-declare -A PORT_OF=(
-    [POSTGRES_PORT]=$POSTGRES_PORT [KAFKA_PORT]=$KAFKA_PORT
-    [KAFKA_CONTROLLER_PORT]=$KAFKA_CONTROLLER_PORT [KAFKA_CONNECT_PORT]=$KAFKA_CONNECT_PORT
-    [SFTP_PORT]=$SFTP_PORT
-)
+declare -A PORT_OF=()
+if [[ ${1:-} != ferretdb ]]; then
+    find_java
+    PORT_OF=(
+        [POSTGRES_PORT]=$POSTGRES_PORT [KAFKA_PORT]=$KAFKA_PORT
+        [KAFKA_CONTROLLER_PORT]=$KAFKA_CONTROLLER_PORT [KAFKA_CONNECT_PORT]=$KAFKA_CONNECT_PORT
+        [SFTP_PORT]=$SFTP_PORT
+    )
+fi
+if [[ ${1:-} = ferretdb ]] || want_ferretdb; then
+    PORT_OF[FERRETDB_PORT]=$FERRETDB_PORT
+    PORT_OF[FERRETDB_DEBUG_PORT]=$FERRETDB_DEBUG_PORT
+fi
 declare -A SETTING_OF=()
 for setting in "${!PORT_OF[@]}"; do
     port=${PORT_OF[$setting]}
@@ -29,6 +79,14 @@ for setting in "${!PORT_OF[@]}"; do
     fi
     SETTING_OF[$port]=$setting
 done
+
+if [[ ${1:-} = ferretdb ]]; then
+    ferretdb_preflight
+    mkdir -p "$LOGS" "$PIDS"
+    say "Starting FerretDB (state in $FERRETDB_HOME, log $LOGS/ferretdb.log)"
+    step "FerretDB $FERRETDB_VERSION" ferretdb_start
+    exit 0
+fi
 
 [[ -n $(running postgres "$POSTGRES_PORT") ]] || check_port_free "$POSTGRES_PORT" POSTGRES_PORT PostgreSQL
 if [[ -z $(running kafka "$KAFKA_PORT") ]]; then
@@ -45,6 +103,7 @@ fi
 PG_BIN=$(pg_bin_dir) || die "PostgreSQL's server is not installed: run make install (it installs Debian's postgresql), then make start."
 [[ -x /usr/sbin/sshd ]] || die "OpenSSH's server is not installed: run make install (it installs Debian's openssh-server), then make start."
 [[ -x $PY ]] || die "The Python venv $VENV is missing: run make install, then make start."
+if want_ferretdb; then ferretdb_preflight; fi
 for d in "$KAFKA_LIB" "$DEBEZIUM_DIR" "$CAMEL_DIR"; do
     [[ -f $d/.installed ]] || die "$d is not installed: run make install (it downloads the Kafka and Connect jars into $STATE_DIR), then make start."
 done
@@ -378,6 +437,7 @@ step "Kafka (KRaft)" kafka_start
 step "Topics" topics_create
 step "Kafka Connect" connect_start
 step "SFTP (OpenSSH)" sftp_start
+if want_ferretdb; then step "FerretDB $FERRETDB_VERSION" ferretdb_start; fi
 step "FHIR River services" services_start
 
 say "The stack is up in $(elapsed "$T0")s:"

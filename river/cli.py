@@ -76,6 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--output", "-o", metavar="FILE", help="NDJSON file (default: stdout)")
     batch.add_argument("--no-validate", action="store_true", help="skip FHIR validation")
     batch.add_argument("--wait", action="store_true", help="follow the batch until it ends")
+    batch.add_argument(
+        "--pk",
+        action="append",
+        dest="primary_key_values",
+        metavar="VALUE",
+        help="only the rows with this primary key value (repeat it); through the API",
+    )
+    batch.add_argument(
+        "--no-progress", action="store_true", help="with --wait: no progress bars, only the summary"
+    )
     batch.add_argument("--api", metavar="URL", help="the API (default: http://127.0.0.1:$API_PORT)")
 
     status = commands.add_parser("status", help="the state of a batch, or of the latest ones")
@@ -127,7 +137,13 @@ def _batch(args: argparse.Namespace) -> int:
     if not (args.mapping or args.output or args.offline):
         from river.client import start_batch
 
-        return start_batch(_api_url(args), args.resource_ids or None, wait=args.wait)
+        return start_batch(
+            _api_url(args),
+            args.resource_ids or None,
+            args.primary_key_values,
+            wait=args.wait,
+            progress=not args.no_progress,
+        )
     engine = _engine(args)
     if args.no_validate:
         engine.validator = None

@@ -63,14 +63,29 @@ class LoadPlan:
 
     `writes` holds, per key, the last version of the call that is not a
     replay, with its hash (what to upsert); `first_created` the keys no row
-    held when read (the backend checks them against what the upsert saw).
+    held when read, with the position, resource id and hash of their first
+    item (the backend checks them against what its write saw).
     """
 
     batch_id: str
     loaded: list[Loaded] = field(default_factory=list)
     writes: dict[Key, tuple[dict[str, Any], str]] = field(default_factory=dict)
-    first_created: set[Key] = field(default_factory=set)
+    first_created: dict[Key, tuple[int, str, str]] = field(default_factory=dict)
     counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+    def rejudge(self, key: Key, stored: Stored) -> bool:
+        """A key planned as created turned out to exist (a concurrent writer inserted it
+        after it was read): judge its first item against `stored` instead, fix the
+        counts, and say whether the key's last version must still be written."""
+        index, resource_id, digest = self.first_created.pop(key)
+        first = self.loaded[index]
+        action = REPLAYED if stored == (self.batch_id, digest) else UPDATED
+        if first.action == CREATED:
+            self.loaded[index] = Loaded(first.resource_type, first.id, action)
+            self.counts[resource_id][CREATED] -= 1
+            if action == UPDATED:
+                self.counts[resource_id][UPDATED] += 1
+        return stored != (self.batch_id, self.writes[key][1])
 
     def by_type(self) -> dict[str, list[tuple[str, dict[str, Any], str]]]:
         """resource type -> [(id, resource, hash)] to write, sorted by id (lock order)."""
@@ -114,7 +129,7 @@ def plan_load(
         before = state.get(key)
         if before is None:
             action = CREATED
-            plan.first_created.add(key)
+            plan.first_created[key] = (len(plan.loaded), resource_id, digest)
         elif before == (batch_id, digest):
             action = REPLAYED
         else:

@@ -524,8 +524,8 @@ BAD_REQUESTS = [
         {"resource_id": FEAT_6},
         JSON,
         400,
-        "value",
-        "primary_key_values must be a list",
+        "required",
+        "primary_key_values is missing",
     ),
     (
         "POST",

@@ -142,9 +142,10 @@ def test_load_tells_created_from_replayed_from_updated(store: FhirStore):
 
     # Another batch over the same instances: updated, counted for that batch only.
     store.create_batch("b2", ["res-patient"])
-    assert actions(store.load("b2", [("res-patient", patient(n)) for n in range(3)])) == [
-        "updated"
-    ] * 3
+    assert (
+        actions(store.load("b2", [("res-patient", patient(n)) for n in range(3)]))
+        == ["updated"] * 3
+    )
     b2 = counts(store, "b2")
     assert (b2["created"], b2["updated"], b2["transformed"], b2["loaded"]) == (0, 3, 3, 3)
     assert counts(store, "b1")["transformed"] == 4
@@ -428,6 +429,34 @@ def test_an_unreachable_store_raises_store_unavailable_without_the_password(back
         assert f"127.0.0.1:{port}/fhirstore cannot be reached" in message, message
         assert "\n" not in message
     unreachable.close()
+
+
+def test_concurrent_loads_of_the_same_new_ids_never_fail_nor_duplicate(store: FhirStore):
+    store.create_batch("b1", ["res-patient"])
+    items = [("res-patient", patient(n)) for n in range(40)]
+    barrier = threading.Barrier(3)
+    results: list[list[str]] = []
+    failures: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            barrier.wait()
+            results.append(actions(store.load("b1", items)))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not failures, failures
+    assert len(results) == 3
+    flat = [a for r in results for a in r]
+    assert (flat.count("created"), flat.count("replayed")) == (40, 80)
+    assert counts(store, "b1")["created"] == 40
+    assert store.search("Patient", count=0) == (40, [])
+    assert store.read("Patient", "pat-039") == items[-1][1]
 
 
 def test_postgres_concurrent_loaders_count_each_instance_once():
