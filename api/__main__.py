@@ -1,4 +1,4 @@
-"""`python -m api`: the API on 0.0.0.0:$API_PORT (3000) under gunicorn, 2 workers.
+"""`python -m api`: the API on $API_HOST:$API_PORT (127.0.0.1:3000) under gunicorn, 2 workers.
 
 Gunicorn runs in this process (no `exec`), so the pid the stack scripts keep is
 gunicorn's master: SIGTERM stops it gracefully. Each worker makes its own app
@@ -37,7 +37,7 @@ def main() -> None:
     except RiverError as error:
         print(f"api: {error}", file=sys.stderr)
         sys.exit(1)
-    bind = f"0.0.0.0:{settings.api_port}"
+    bind = f"{settings.api_host}:{settings.api_port}"
     try:
         from gunicorn.app.base import BaseApplication
     except ImportError:
@@ -46,7 +46,7 @@ def main() -> None:
         logging.getLogger("river.api").warning(
             "gunicorn is not installed: serving with Flask's development server on %s", bind
         )
-        create_app(settings).run(host="0.0.0.0", port=settings.api_port, threaded=True)
+        create_app(settings).run(host=settings.api_host, port=settings.api_port, threaded=True)
         return
 
     class Server(BaseApplication):  # type: ignore[misc]

@@ -23,6 +23,10 @@ line postgres "$POSTGRES_PORT" "127.0.0.1:$POSTGRES_PORT" \
 line kafka "$KAFKA_PORT" "127.0.0.1:$KAFKA_PORT" "topics: $(topics)"
 line connect "$KAFKA_CONNECT_PORT" "http://127.0.0.1:$KAFKA_CONNECT_PORT" "GET /connector-plugins"
 line sshd "$SFTP_PORT" "sftp://$SFTP_USER@127.0.0.1:$SFTP_PORT" "upload/data, upload/error, upload/finished"
+if [[ -n $(running ferretdb "$FERRETDB_PORT") ]] || want_ferretdb; then
+    line ferretdb "$FERRETDB_PORT" "mongodb://127.0.0.1:$FERRETDB_PORT" \
+        "FerretDB v$FERRETDB_VERSION (SQLite in $FERRETDB_DATA; debug http://127.0.0.1:$FERRETDB_DEBUG_PORT/debug)"
+fi
 for s in "${SERVICES[@]}"; do
     if [[ -f $ROOT/$s/__main__.py ]]; then
         if [[ $s = api ]]; then

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Stops what start.sh started: the services, Kafka Connect, Kafka, sshd, PostgreSQL, in that
-# order. SIGTERM, then SIGKILL after a timeout. Idempotent: stopping a stopped stack is fine.
+# order (and FerretDB, if it runs). SIGTERM, then SIGKILL after a timeout. Idempotent:
+# stopping a stopped stack is fine.   bash infra/stop.sh ferretdb   stops FerretDB alone.
 set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 load_settings
 
+case "${1:-}" in
+"" | ferretdb) ;;
+*) die "Unknown part '$1': bash infra/stop.sh stops the whole stack, bash infra/stop.sh ferretdb stops FerretDB alone." ;;
+esac
+
 T0=$(now)
-say "Stopping the local stack (state in $STATE_DIR)"
 
 stop_part() { # stop_part PART PORT TIMEOUT
     local part=$1 port=$2 timeout=$3 pid
@@ -58,11 +63,18 @@ leftovers() {
 
 STOPPED=()
 mkdir -p "$LOGS"
+if [[ ${1:-} = ferretdb ]]; then
+    say "Stopping FerretDB (state in $FERRETDB_HOME)"
+    step "FerretDB" stop_part ferretdb "$FERRETDB_PORT" 10
+    exit 0
+fi
+say "Stopping the local stack (state in $STATE_DIR)"
 for s in loader transformer extractor api; do
     port=""
     [[ $s = api ]] && port=$API_PORT
     [[ -f $PIDS/$s.pid || -f $ROOT/$s/__main__.py ]] && step "$s" stop_part "$s" "$port" 20
 done
+step "FerretDB" stop_part ferretdb "$FERRETDB_PORT" 10
 step "Kafka Connect" stop_part connect "$KAFKA_CONNECT_PORT" 30
 step "Kafka" stop_part kafka "$KAFKA_PORT" 30
 step "SFTP (OpenSSH)" stop_part sshd "$SFTP_PORT" 10

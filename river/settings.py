@@ -34,6 +34,7 @@ class Settings:
     kafka_topic_prefix: str = ""
     kafka_topic_partitions: int = 3
     kafka_connect_url: str = "http://127.0.0.1:8083"
+    api_host: str = "127.0.0.1"
     api_port: int = 3000
     fhir_store_url: str = "postgresql://postgres:postgres@127.0.0.1:5432/fhirstore"
     mongo_bulk_size: int = 500
@@ -62,6 +63,7 @@ class Settings:
             kafka_topic_prefix=env.get("KAFKA_TOPIC_PREFIX", ""),
             kafka_topic_partitions=_read_int(env, "KAFKA_TOPIC_PARTITIONS", 3),
             kafka_connect_url=_read(env, "KAFKA_CONNECT_URL", cls.kafka_connect_url),
+            api_host=_read(env, "API_HOST", cls.api_host),
             api_port=_read_int(env, "API_PORT", 3000),
             fhir_store_url=_read(env, "FHIR_STORE_URL", cls.fhir_store_url),
             mongo_bulk_size=_read_int(env, "MONGO_BULK_SIZE", 500),
