@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +117,21 @@ class Output:
 
 
 Handler = Callable[[list[Message], Output], None]
+
+
+def decoded(
+    topic: str, stage: str, messages: list[Message], out: Output
+) -> Iterator[tuple[Message, Any]]:
+    """The events of `messages`; a message that is not one goes to `errors`, saying why."""
+    for message in messages:
+        try:
+            event = events.decode(topic, message.value)
+        except events.BadEvent as error:
+            out.send(
+                events.ERRORS, message.key, events.ErrorEvent(None, None, None, stage, str(error))
+            )
+            continue
+        yield message, event
 
 
 @dataclass

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import logging
 
-from adapters.kafka import Handler, Interrupted, Message, Output, ServiceConfig, run_service
+from adapters.kafka import (
+    Handler,
+    Interrupted,
+    Message,
+    Output,
+    ServiceConfig,
+    decoded,
+    run_service,
+)
 from adapters.service import start
 from adapters.store import CanceledBatches, FhirStore
 from river import events
@@ -26,12 +34,7 @@ def make_handler(engine: Engine, store: FhirStore) -> Handler:
     canceled = CanceledBatches(store)
 
     def handle(messages: list[Message], out: Output) -> None:
-        for message in messages:
-            try:
-                event = events.decode(events.BATCH, message.value)
-            except events.BadEvent as error:
-                out.send(events.ERRORS, message.key, _error(None, None, str(error)))
-                continue
+        for _, event in decoded(events.BATCH, "extract", messages, out):
             if not canceled(event.batch_id):
                 extract(engine, store, event, out, canceled)
 

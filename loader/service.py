@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from adapters.kafka import Handler, Message, Output, ServiceConfig, run_service
+from adapters.kafka import Handler, Message, Output, ServiceConfig, decoded, run_service
 from adapters.service import start
 from adapters.store import CanceledBatches, FhirStore
 from river import events
@@ -19,16 +19,7 @@ def make_handler(store: FhirStore) -> Handler:
 
     def handle(messages: list[Message], out: Output) -> None:
         by_batch: dict[str, list[tuple[bytes | None, events.TransformEvent]]] = defaultdict(list)
-        for message in messages:
-            try:
-                event = events.decode(events.TRANSFORM, message.value)
-            except events.BadEvent as error:
-                out.send(
-                    events.ERRORS,
-                    message.key,
-                    events.ErrorEvent(None, None, None, "load", str(error)),
-                )
-                continue
+        for message, event in decoded(events.TRANSFORM, "load", messages, out):
             if not canceled(event.batch_id):
                 by_batch[event.batch_id].append((message.key, event))
         for batch_id, items in by_batch.items():

@@ -4,7 +4,7 @@ its batch, and the others go on."""
 
 from __future__ import annotations
 
-from adapters.kafka import Handler, Message, Output, ServiceConfig, run_service
+from adapters.kafka import Handler, Message, Output, ServiceConfig, decoded, run_service
 from adapters.service import start
 from adapters.store import CanceledBatches, FhirStore, InstanceError
 from river import events
@@ -19,16 +19,7 @@ def make_handler(engine: Engine, store: FhirStore) -> Handler:
     def handle(messages: list[Message], out: Output) -> None:
         now = timestamp()
         failures: list[tuple[bytes | None, InstanceError]] = []
-        for message in messages:
-            try:
-                event = events.decode(events.EXTRACT, message.value)
-            except events.BadEvent as error:
-                out.send(
-                    events.ERRORS,
-                    message.key,
-                    events.ErrorEvent(None, None, None, "transform", str(error)),
-                )
-                continue
+        for message, event in decoded(events.EXTRACT, "transform", messages, out):
             if canceled(event.batch_id):
                 continue
             try:

@@ -107,6 +107,16 @@ class Pipeline:
             f"batch {batch_id} still {state['status']} after {timeout} s: {state}\n{logs}"
         )
 
+    def wait_for_extraction(self, batch_id: str, at_least: int = 1, timeout: float = 60) -> None:
+        """Until the batch has extracted `at_least` instances: it is in the middle."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.request("GET", f"/batches/{batch_id}").json()
+            if sum(r["extracted"] for r in state["resources"]) >= at_least:
+                return
+            assert time.monotonic() < deadline, f"batch {batch_id} extracted nothing in {timeout} s"
+            time.sleep(0.05)
+
     def _wait_for_api(self) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -131,7 +131,7 @@ def test_a_batch_with_primary_key_values_and_preview_over_http(pipeline):
     batch_id = pipeline.batch([FEAT_6], primary_key_values={FEAT_6: [10006, 41976]})
     state = pipeline.wait(batch_id)
     assert resource_counts(state)[FEAT_6]["expected"] == 2
-    assert resource_counts(state)[FEAT_6]["updated"] == 2
+    assert resource_counts(state)[FEAT_6]["loaded"] == 2
     over_http = pipeline.request(
         "POST", "/preview", json={"resource_id": FEAT_6, "primary_key_values": ["10006", "41976"]}
     )
@@ -160,15 +160,7 @@ def test_bp_fails_with_its_reason(pipeline):
 
 def test_cancel_stops_the_work(pipeline):
     batch_id = pipeline.batch([MEDICATION_REQUEST])
-    deadline = time.monotonic() + 60
-    while (
-        resource_counts(pipeline.request("GET", f"/batches/{batch_id}").json())[MEDICATION_REQUEST][
-            "extracted"
-        ]
-        == 0
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    pipeline.wait_for_extraction(batch_id)
     canceled = pipeline.request("DELETE", f"/batches/{batch_id}")
     assert canceled.status_code == 200
     time.sleep(3)  # what was in flight settles
@@ -206,16 +198,7 @@ def test_invalid_instances_are_listed_and_retry_loads_exactly_them(pipeline, tmp
 def test_sigkill_of_a_service_mid_batch_then_restart(pipeline, service):
     resources = [MEDICATION_REQUEST, DIAGNOSIS]
     batch_id = pipeline.batch(resources)
-    deadline = time.monotonic() + 60
-    while (
-        sum(
-            r["extracted"]
-            for r in pipeline.request("GET", f"/batches/{batch_id}").json()["resources"]
-        )
-        < 2000
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    pipeline.wait_for_extraction(batch_id, at_least=2000)
     pipeline.stop(service, sig=signal.SIGKILL)
     time.sleep(1)
     pipeline.start(service)
@@ -230,15 +213,7 @@ def test_postgresql_stopped_for_20_seconds(pipeline):
     from test.e2e.stack import start_postgres, stop_postgres
 
     batch_id = pipeline.batch([MEDICATION_REQUEST])
-    deadline = time.monotonic() + 60
-    while (
-        resource_counts(pipeline.request("GET", f"/batches/{batch_id}").json())[MEDICATION_REQUEST][
-            "extracted"
-        ]
-        == 0
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    pipeline.wait_for_extraction(batch_id)
     stop_postgres()
     try:
         time.sleep(20)

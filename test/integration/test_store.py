@@ -490,3 +490,24 @@ def test_postgres_concurrent_loaders_count_each_instance_once():
         assert (c["created"], c["updated"], c["transformed"]) == (200, 0, 200)
         for s in stores:
             s.close()
+
+
+def test_postgres_replaces_a_pooled_connection_the_server_dropped():
+    """After a PostgreSQL restart the pooled connections are dead: the next call
+    gets a new one instead of failing (the store cannot tell until it uses one)."""
+    import psycopg
+
+    with scratch_database("river_test_store_reconnect") as url:
+        pg = PostgresStore(url)
+        try:
+            pg.create_batch("b1", ["res-patient"])
+            pg.load("b1", [("res-patient", patient(1))])
+            with psycopg.connect(url, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            assert counts(pg, "b1")["created"] == 1
+            assert actions(pg.load("b1", [("res-patient", patient(1))])) == ["replayed"]
+        finally:
+            pg.close()
