@@ -24,7 +24,9 @@ status: ## show which part of the stack runs, and where
 run: start ## start the stack, load example data, run the example mapping
 	@bash infra/run.sh
 
-test: start ## install, start the stack and run every test
+test: start ## install, start the stack (and FerretDB) and run every test
+	@bash infra/install.sh ferretdb
+	@bash infra/start.sh ferretdb
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 lint:

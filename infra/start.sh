@@ -34,7 +34,7 @@ ferretdb_start() {
         mkdir -p "$FERRETDB_DATA" "$FERRETDB_HOME/state" "$LOGS"
         spawn ferretdb "$log" "$FERRETDB_BIN" --handler=sqlite --sqlite-url="file:$FERRETDB_DATA/" \
             --listen-addr="127.0.0.1:$FERRETDB_PORT" --debug-addr="127.0.0.1:$FERRETDB_DEBUG_PORT" \
-            --state-dir="$FERRETDB_HOME/state" --telemetry=disable --log-level=warn
+            --state-dir="$FERRETDB_HOME/state" --telemetry=disable --log-level=error
         pid=$(cat "$PIDS/ferretdb.pid")
         note="started (pid $pid)"
     fi

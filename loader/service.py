@@ -9,6 +9,7 @@ from collections import defaultdict
 from adapters.kafka import Handler, Message, Output, ServiceConfig, decoded, run_service
 from adapters.service import start
 from adapters.store import CanceledBatches, FhirStore
+from adapters.store.common import is_resource_type
 from river import events
 
 REPLAYED = "replayed"
@@ -20,8 +21,17 @@ def make_handler(store: FhirStore) -> Handler:
     def handle(messages: list[Message], out: Output) -> None:
         by_batch: dict[str, list[tuple[bytes | None, events.TransformEvent]]] = defaultdict(list)
         for message, event in decoded(events.TRANSFORM, "load", messages, out):
-            if not canceled(event.batch_id):
-                by_batch[event.batch_id].append((message.key, event))
+            if canceled(event.batch_id):
+                continue
+            if not is_resource_type(event.fhir_object["resourceType"]):
+                reason = f"not a FHIR resource type: {event.fhir_object['resourceType']!r}"
+                out.send(
+                    events.ERRORS,
+                    message.key,
+                    events.ErrorEvent(event.batch_id, event.resource_id, None, "load", reason),
+                )
+                continue
+            by_batch[event.batch_id].append((message.key, event))
         for batch_id, items in by_batch.items():
             loaded = store.load(
                 batch_id, [(event.resource_id, event.fhir_object) for _, event in items]

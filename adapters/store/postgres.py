@@ -27,7 +27,10 @@ Why it looks like this:
 from __future__ import annotations
 
 import os
+import random
+import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -153,7 +156,8 @@ class PostgresStore(FhirStore):
     def __init__(
         self, url: str, pool_size: int = 4, connect_timeout: float = 5, wait_timeout: float = 30
     ) -> None:
-        self.url = url
+        # A SQLAlchemy-style URL (postgresql+psycopg://) names the same server for libpq.
+        self.url = re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", url)
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self.wait_timeout = wait_timeout
@@ -233,6 +237,7 @@ class PostgresStore(FhirStore):
                 except (pgerrors.DeadlockDetected, pgerrors.SerializationFailure, _Raced):
                     if attempt >= _RETRIES:
                         raise
+                    time.sleep(random.uniform(0, 0.02 * attempt))  # let the other one finish
                 except (psycopg.OperationalError, psycopg.InterfaceError) as error:
                     # A pooled connection that the server dropped (restart, idle timeout) is
                     # replaced once; every operation is idempotent, so running it again is safe.
