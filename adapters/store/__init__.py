@@ -81,15 +81,20 @@ class FhirStore(ABC):
         live: bool = False,
     ) -> None: ...
 
-    @abstractmethod
-    def set_expected(self, batch_id: str, resource_id: str, expected: int) -> None: ...
+    def set_expected(self, batch_id: str, resource_id: str, expected: int) -> None:
+        self._set_progress(batch_id, resource_id, "expected", expected)
 
-    @abstractmethod
-    def set_extracted(self, batch_id: str, resource_id: str, extracted: int) -> None: ...
+    def set_extracted(self, batch_id: str, resource_id: str, extracted: int) -> None:
+        # Set, not added: a replayed extraction counts again from 0 up to the same total.
+        self._set_progress(batch_id, resource_id, "extracted", extracted)
 
-    @abstractmethod
     def resource_failed(self, batch_id: str, resource_id: str, message: str) -> None:
         """The resource could not run at all (invalid mapping, missing table)."""
+        self._set_progress(batch_id, resource_id, "error", message)
+
+    @abstractmethod
+    def _set_progress(self, batch_id: str, resource_id: str, name: str, value: Any) -> None:
+        """Set one of expected, extracted, error for (batch, resource)."""
 
     @abstractmethod
     def record_errors(self, errors: Sequence[InstanceError]) -> int:

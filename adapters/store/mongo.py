@@ -312,7 +312,7 @@ class MongoStore(FhirStore):
                 upsert=True,
             )
 
-    def _set(self, batch_id: str, resource_id: str, name: str, value: Any) -> None:
+    def _set_progress(self, batch_id: str, resource_id: str, name: str, value: Any) -> None:
         with self._guard():
             self.db[BATCHES].update_one(
                 {"_id": batch_id},
@@ -352,15 +352,6 @@ class MongoStore(FhirStore):
                 batches.update_one(
                     {"_id": batch_id, "created_at": {"$exists": False}}, {"$set": fields}
                 )
-
-    def set_expected(self, batch_id: str, resource_id: str, expected: int) -> None:
-        self._set(batch_id, resource_id, "expected", expected)
-
-    def set_extracted(self, batch_id: str, resource_id: str, extracted: int) -> None:
-        self._set(batch_id, resource_id, "extracted", extracted)
-
-    def resource_failed(self, batch_id: str, resource_id: str, message: str) -> None:
-        self._set(batch_id, resource_id, "error", message)
 
     def record_errors(self, errors: Sequence[InstanceError]) -> int:
         """Errors without a batch are not kept (nothing would show them); an error

@@ -414,7 +414,7 @@ class PostgresStore(FhirStore):
         cur.execute(_BUMP, (batch_id, resource_ids, *columns))
         cur.execute(_TOUCH, (batch_id,))
 
-    def _set(self, batch_id: str, resource_id: str, column: str, value: Any) -> None:
+    def _set_progress(self, batch_id: str, resource_id: str, column: str, value: Any) -> None:
         assert column in _SETTABLE
         query = sql.SQL(
             "INSERT INTO river_batch_resource (batch_id, resource_id, {column}) VALUES (%s, %s, %s)"
@@ -452,16 +452,6 @@ class PostgresStore(FhirStore):
                 )
 
         self._run(work)
-
-    def set_expected(self, batch_id: str, resource_id: str, expected: int) -> None:
-        self._set(batch_id, resource_id, "expected", expected)
-
-    def set_extracted(self, batch_id: str, resource_id: str, extracted: int) -> None:
-        # Plain SET: a replayed extraction counts again from 0 up to the same total.
-        self._set(batch_id, resource_id, "extracted", extracted)
-
-    def resource_failed(self, batch_id: str, resource_id: str, message: str) -> None:
-        self._set(batch_id, resource_id, "error", message)
 
     def record_errors(self, errors: Sequence[InstanceError]) -> int:
         """Errors without a batch are not kept (nothing would show them); an error
