@@ -105,6 +105,26 @@ class Engine:
     def count(self, resource_id: str, primary_key_values: Iterable[Any] | None = None) -> int:
         return self.source(resource_id).count(self.plan(resource_id), primary_key_values)
 
+    def resources_reading(self, owner: str, table: str) -> list[str]:
+        """The resources a change in owner.table may affect: it is their primary
+        table, or their joins, filters or conditions reach it (the live path)."""
+        return [plan.resource_id for plan in self.mappings if (owner, table) in plan.tables]
+
+    def affected_keys(
+        self, resource_id: str, owner: str, table: str, rows: Iterable[dict[str, Any]]
+    ) -> list[Any]:
+        """Primary key values of the instances that changed `rows` (the old and the
+        new version of a row of owner.table) touch, to extract them again."""
+        plan = self.plan(resource_id)
+        rows = list(rows)
+        keys: set[Any] = set()
+        primary = plan.primary_table
+        if (primary.owner, primary.table) == (owner, table):
+            column = plan.primary_key.column.column
+            keys.update(row[column] for row in rows if row.get(column) is not None)
+        keys.update(self.source(resource_id).keys_reaching(plan, owner, table, rows))
+        return sorted(keys, key=str)
+
     def transform(self, resource_id: str, columns: Columns, now: str | None = None) -> Outcome:
         """Transform one record and validate the resource: an invalid one is an error."""
         outcome = self.transformer(resource_id).transform(columns, now)

@@ -119,15 +119,50 @@ class SourceDatabase:
         except SQLAlchemyError as error:
             raise self.unreachable(error) from None
 
+    def keys_reaching(
+        self, plan: ResourcePlan, owner: str, table: str, rows: Iterable[dict[str, Any]]
+    ) -> list[Any]:
+        """Primary key values of the instances whose joins reach one of `rows` of
+        owner.table (a changed row, before or after the change): one query.
+
+        Filters are not applied: the instances found are extracted again through
+        the normal path, which applies them."""
+        rows = list(rows)
+        aliases = [a for a in plan.aliases[1:] if (a.owner, a.table) == (owner, table)]
+        if not aliases or not rows:
+            return []
+        try:
+            joined, tables = _joined(self, plan)
+            pk = _column(tables[plan.primary_key.alias], plan.primary_key.column.column)
+            conditions = []
+            for alias in aliases:
+                column = _column(tables[alias.name], alias.on_right)
+                values = [
+                    row[alias.on_right] for row in rows if row.get(alias.on_right) is not None
+                ]
+                if values:
+                    conditions.append(column.in_([_coerce(column, v) for v in values]))
+            if not conditions:
+                return []
+            keys = sa.select(pk).select_from(joined).where(sa.or_(*conditions)).distinct()
+        except SourceError as error:
+            raise type(error)(f"resource {plan.resource_id}: {error}") from None
+        try:
+            with self.engine.connect() as connection:
+                return [_to_json(key) for key in connection.execute(keys).scalars()]
+        except SQLAlchemyError as error:
+            raise self.unreachable(error) from None
+
     def _converter(self, plan: ResourcePlan, column: SqlInput) -> Callable[[Any], Any] | None:
         alias = next(a for a in plan.aliases if a.name == column.alias)
         sql_type = self.table(alias.owner, alias.table).c[column.column.column].type
         return _json_converter(sql_type)
 
 
-def _build_query(
-    source: SourceDatabase, plan: ResourcePlan, primary_key_values: Iterable[Any] | None
-) -> sa.Select:
+def _joined(
+    source: SourceDatabase, plan: ResourcePlan
+) -> tuple[sa.FromClause, dict[str, sa.FromClause]]:
+    """The primary table LEFT OUTER JOINed to every alias of the plan, each once."""
     aliases: dict[str, sa.FromClause] = {}
     joined: sa.FromClause | None = None
     for alias in plan.aliases:
@@ -139,6 +174,14 @@ def _build_query(
         parent = aliases[alias.parent]
         on = _column(parent, alias.on_left) == _column(table, alias.on_right)
         joined = joined.outerjoin(table, on)
+    assert joined is not None
+    return joined, aliases
+
+
+def _build_query(
+    source: SourceDatabase, plan: ResourcePlan, primary_key_values: Iterable[Any] | None
+) -> sa.Select:
+    joined, aliases = _joined(source, plan)
 
     def column_of(sql: SqlInput) -> sa.ColumnElement:
         return _column(aliases[sql.alias], sql.column.column)
