@@ -10,7 +10,7 @@ on one partition, in order.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 import orjson
@@ -87,7 +87,8 @@ def instance_key(resource_id: str, primary_key_value: Any) -> bytes:
 
 
 def encode(event: Event) -> bytes:
-    return orjson.dumps(asdict(event))
+    # orjson writes dataclasses itself; asdict would deep-copy every resource first.
+    return orjson.dumps(event)
 
 
 def decode(topic: str, value: bytes | None) -> Event:
