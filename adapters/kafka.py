@@ -164,6 +164,10 @@ def run_service(settings: Settings, config: ServiceConfig, handle: Handler) -> N
             "auto.offset.reset": "earliest",
             "max.poll.interval.ms": config.max_poll_interval_ms,
             "partition.assignment.strategy": "cooperative-sticky",
+            # librdkafka prefetches up to 64 MB by default: a consumer that lags
+            # (the loader behind the transformer) would hold that much. 16 MB is
+            # still many polls ahead.
+            "queued.max.messages.kbytes": 16384,
             **config.consumer,
         }
     )
