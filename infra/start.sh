@@ -311,6 +311,9 @@ EOF
             '    <Logger name="org.apache.camel" level="WARN"/>
     <Logger name="org.apache.camel.kafkaconnector" level="WARN"/>
     <Logger name="org.reflections" level="ERROR"/>'
+        # Where Connect reaches the sources: ${env:POSTGRES_HOST}, ${env:SFTP_HOST} in
+        # kafka_connect_connectors/sources (the other variables are exported by load_settings).
+        export POSTGRES_HOST="${POSTGRES_HOST:-127.0.0.1}" SFTP_HOST="${SFTP_HOST:-127.0.0.1}"
         spawn connect "$LOGS/connect.out" "$JAVA_BIN" -Xms256m -Xmx768m \
             -Dlog4j2.configurationFile="$KAFKA_HOME/connect-log4j2.xml" -Dkafka.logs.dir="$LOGS" \
             -cp "$KAFKA_LIB/*" org.apache.kafka.connect.cli.ConnectDistributed "$props"

@@ -4,6 +4,7 @@
     river batch --mapping PATH [RESOURCE_ID ...] [--all] [--output FILE]   in-process
     river batch [RESOURCE_ID ...] [--wait]                 through the running pipeline
     river status [BATCH_ID]
+    river connectors push [FILE ...] | river connectors remove NAME
     river check [--mapping PATH]
     river resources [--mapping PATH]
 
@@ -95,9 +96,59 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.set_defaults(run=_status)
 
+    connect_option = argparse.ArgumentParser(add_help=False)
+    connect_option.add_argument(
+        "--connect", metavar="URL", help="Kafka Connect's REST API (default: KAFKA_CONNECT_URL)"
+    )
+    connectors = commands.add_parser(
+        "connectors", help="push connector configs to Kafka Connect, or remove a connector"
+    )
+    actions = connectors.add_subparsers(title="actions", dest="action", required=True)
+    push = actions.add_parser(
+        "push",
+        parents=[connect_option],
+        help="create or update connectors (PUT /connectors/<name>/config), print their state",
+    )
+    push.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="connector JSON files (default: every file of kafka_connect_connectors/sources)",
+    )
+    push.set_defaults(run=_connectors_push)
+    remove = actions.add_parser(
+        "remove",
+        parents=[connect_option],
+        help="delete a connector and its offsets; for Debezium, drop its replication slot",
+    )
+    remove.add_argument("name", metavar="NAME")
+    remove.add_argument(
+        "--source-db-url",
+        metavar="URL",
+        help="the database of its replication slot (default: the connector's database.*"
+        " settings, ${env:NAME} read from this environment and .env)",
+    )
+    remove.set_defaults(run=_connectors_remove)
+
     command("check", _check, "validate the mappings and list their resources")
     command("resources", _check, "list the resources the mappings define")
     return parser
+
+
+def _connect_url(args: argparse.Namespace) -> str:
+    return args.connect or Settings.load().kafka_connect_url
+
+
+def _connectors_push(args: argparse.Namespace) -> int:
+    from adapters.connect import push
+
+    return push(_connect_url(args), args.files)
+
+
+def _connectors_remove(args: argparse.Namespace) -> int:
+    from adapters.connect import remove
+
+    return remove(_connect_url(args), args.name, args.source_db_url)
 
 
 def _engine(args: argparse.Namespace) -> Engine:
