@@ -26,14 +26,12 @@ from pathlib import Path
 import orjson
 import psycopg
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.store import open_store  # noqa: E402
-from river.events import TOPICS  # noqa: E402
-from test.conftest import scratch_database  # noqa: E402
+from test.conftest import kafka_topics, scratch_database  # noqa: E402
 from test.e2e.conftest import KAFKA, make_pipeline  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "mappings" / "mimic-example.json"
@@ -100,9 +98,11 @@ def sample_documents(store_url: str, limit: int) -> list[dict]:
 
 
 def bare_kafka(documents: list[dict], prefix: str) -> float:
-    topic = f"{prefix}bare"
-    admin = AdminClient({"bootstrap.servers": KAFKA})
-    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
+    with kafka_topics(prefix, ("bare",)) as (topic,):
+        return _produce_and_consume(documents, topic)
+
+
+def _produce_and_consume(documents: list[dict], topic: str) -> float:
     values = [
         orjson.dumps({"batch_id": "b", "resource_id": "r", "fhir_object": d}) for d in documents
     ]
@@ -130,7 +130,6 @@ def bare_kafka(documents: list[dict], prefix: str) -> float:
                 received += 1
     seconds = time.perf_counter() - started
     consumer.close()
-    admin.delete_topics([topic])
     return len(values) / seconds
 
 
@@ -150,13 +149,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=20_000)
     args = parser.parse_args()
     prefix = f"bench-{uuid.uuid4().hex[:8]}-"
-    admin = AdminClient({"bootstrap.servers": KAFKA})
-    names = [prefix + t for t in TOPICS]
-    for future in admin.create_topics(
-        [NewTopic(n, num_partitions=3, replication_factor=1) for n in names]
-    ).values():
-        future.result(30)
-    try:
+    with kafka_topics(prefix):
         with (
             scratch_database("river_bench_source") as source_url,
             scratch_database("river_bench_store") as store_url,
@@ -202,8 +195,6 @@ def main() -> None:
             f"preview of 10 keys: p50 {statistics.median(latencies) * 1000:.0f} ms, "
             f"p95 {quantiles[18] * 1000:.0f} ms (target p95 < 300 ms)"
         )
-    finally:
-        admin.delete_topics(names)
 
 
 if __name__ == "__main__":

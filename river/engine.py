@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from river.concept_maps import ConceptMaps
-from river.errors import InstanceError, InvalidMapping, MappingFault, RiverError
+from river.errors import ConfigurationError, InstanceError, InvalidMapping, MappingFault, RiverError
 from river.mapping import MappingSet, load_mappings
 from river.plan import ResourcePlan
 from river.pyrog import PyrogClient
@@ -54,7 +54,12 @@ class Engine:
     @classmethod
     def from_settings(cls, settings: Settings, mappings: str | None = None) -> Engine:
         """An engine over the mappings the settings name (or `mappings`, a path)."""
-        scripts = ScriptRegistry.default(settings.source_timezone, settings.custom_scripts or None)
+        try:
+            scripts = ScriptRegistry.default(
+                settings.source_timezone, settings.custom_scripts or None
+            )
+        except ValueError as error:  # the time zone; a bad scripts location says so itself
+            raise ConfigurationError(f"setting SOURCE_TIMEZONE: {error}") from None
         if mappings is None and settings.pyrog_api_url:
             loaded = PyrogClient.from_settings(settings).load_mappings(scripts)
         else:
@@ -142,8 +147,7 @@ class Engine:
         on_record: Callable[[Record], None] | None = None,
     ) -> Iterator[Outcome]:
         """Every instance of a resource, extracted, transformed and validated."""
-        transformer = self.transformer(resource_id)  # an invalid mapping fails before any query
-        del transformer
+        self.transformer(resource_id)  # an invalid mapping fails before any query
         now = timestamp()
         for n, record in enumerate(self.records(resource_id, primary_key_values)):
             if on_record is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import math
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +25,8 @@ _FALSE = frozenset({"0", "false", "f", "no", "n"})
 
 
 def cast_for(fhir_type: str) -> Cast:
-    """The cast of values bound for an attribute of `fhir_type`; raises ValueError."""
+    """The cast of values bound for an attribute of `fhir_type`; a value it cannot
+    take raises ValueError (never another error: callers catch that one)."""
     if fhir_type in INTEGER_TYPES:
         return to_integer
     if fhir_type in DECIMAL_TYPES:
@@ -43,6 +45,8 @@ def to_string(value: Any) -> Any:
     if kind is int:
         return str(value)
     if kind is float or kind is decimal.Decimal:
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a finite number")
         return str(int(value)) if value == int(value) else str(value)
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
@@ -57,6 +61,8 @@ def to_integer(value: Any) -> int | None:
     if isinstance(value, bool):
         return int(value)
     number = float(value) if isinstance(value, str) else value
+    if isinstance(number, float | decimal.Decimal) and not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
     if isinstance(number, float | decimal.Decimal) and number == int(number):
         return int(number)
     raise ValueError(f"{value!r} is not a whole number")

@@ -7,6 +7,7 @@ and dropped here, so tests never touch `mimic` or `fhirstore`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,12 +15,35 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from river.events import TOPICS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT / ".." / "shared" / "data"
 MIMIC_DEMO = SHARED_DATA / "mimic-iii-demo"
 MIMIC_DEMO_MAPPING = SHARED_DATA / "mappings" / "mimic-demo.json"
 CONCEPT_MAPS = SHARED_DATA / "mappings" / "concept_maps.json"
+
+
+KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+@contextmanager
+def kafka_topics(prefix: str, topics: tuple[str, ...] = TOPICS) -> Iterator[list[str]]:
+    """The pipeline's topics under `prefix` (3 partitions, as the stack makes
+    them), deleted after: each test run has topics nobody else reads."""
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    names = [prefix + topic for topic in topics]
+    new = [NewTopic(name, num_partitions=3, replication_factor=1) for name in names]
+    for future in admin.create_topics(new).values():
+        future.result(30)
+    try:
+        yield names
+    finally:
+        for future in admin.delete_topics(names).values():
+            with contextlib.suppress(Exception):  # best-effort clean-up
+                future.result(30)
 
 
 def postgres_url(database: str = "postgres") -> str:

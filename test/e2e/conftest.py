@@ -4,7 +4,6 @@ on topics of their own (a unique prefix) and a FHIR store database of their own.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -19,14 +18,18 @@ from typing import Any
 
 import pytest
 import requests
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from adapters.store import FhirStore, open_store
-from river.events import TOPICS
-from test.conftest import CONCEPT_MAPS, MIMIC_DEMO_MAPPING, ROOT, scratch_database
+from test.conftest import (
+    CONCEPT_MAPS,
+    KAFKA,
+    MIMIC_DEMO_MAPPING,
+    ROOT,
+    kafka_topics,
+    scratch_database,
+)
 
 SERVICES = ("api", "extractor", "transformer", "loader")
-KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 
 
 def free_port() -> int:
@@ -131,16 +134,8 @@ class Pipeline:
 @pytest.fixture(scope="module")
 def topic_prefix() -> Iterator[str]:
     prefix = f"e2e-{uuid.uuid4().hex[:8]}-"
-    admin = AdminClient({"bootstrap.servers": KAFKA})
-    names = [prefix + topic for topic in TOPICS]
-    for future in admin.create_topics(
-        [NewTopic(n, num_partitions=3, replication_factor=1) for n in names]
-    ).values():
-        future.result(30)
-    yield prefix
-    for future in admin.delete_topics(names).values():
-        with contextlib.suppress(Exception):  # best-effort clean-up
-            future.result(30)
+    with kafka_topics(prefix):
+        yield prefix
 
 
 def make_pipeline(tmp: Path, prefix: str, store_url: str, source_url: str) -> Pipeline:

@@ -86,7 +86,9 @@ def types_of(pipeline, engine):
 def test_a_batch_over_every_resource(pipeline, expected, engine):
     batch_id = pipeline.batch(EVERY_RESOURCE)
     state = pipeline.wait(batch_id)
-    assert state["status"] == "completed", [r for r in state["resources"] if r["status"] != "completed"]
+    assert state["status"] == "completed", [
+        r for r in state["resources"] if r["status"] != "completed"
+    ]
     counts = resource_counts(state)
     for resource_id, n in expected.items():
         c = counts[resource_id]

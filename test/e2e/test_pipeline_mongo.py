@@ -11,6 +11,7 @@ import psycopg
 import pymongo
 import pytest
 
+from test.conftest import kafka_topics
 from test.e2e.conftest import Pipeline, make_pipeline
 from test.integration.test_engine_mimic import DIAGNOSIS, EXPECTED_COUNT_SQL, FEAT_6
 
@@ -35,26 +36,15 @@ def mongo_pipeline(tmp_path_factory, topic_prefix, mimic_demo_url) -> Iterator[P
         f"{FERRETDB}/{database}",
         mimic_demo_url,
     )
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    from river.events import TOPICS
-    from test.e2e.conftest import KAFKA
-
-    admin = AdminClient({"bootstrap.servers": KAFKA})
-    names = [pipeline.env["KAFKA_TOPIC_PREFIX"] + t for t in TOPICS]
-    for future in admin.create_topics(
-        [NewTopic(n, num_partitions=3, replication_factor=1) for n in names]
-    ).values():
-        future.result(30)
-    pipeline.start()
-    try:
-        yield pipeline
-    finally:
-        pipeline.stop()
-        pipeline.store.close()
-        client.drop_database(database)
-        client.close()
-        admin.delete_topics(names)
+    with kafka_topics(pipeline.env["KAFKA_TOPIC_PREFIX"]):
+        pipeline.start()
+        try:
+            yield pipeline
+        finally:
+            pipeline.stop()
+            pipeline.store.close()
+            client.drop_database(database)
+            client.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ module), and the last test checks that no answer and no log line shows it.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import os
@@ -34,7 +33,6 @@ import psycopg
 import pytest
 import requests
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -46,9 +44,16 @@ from river import client, events
 from river.engine import Engine
 from river.errors import InvalidMapping, MappingFault
 from river.settings import Settings
-from test.conftest import CONCEPT_MAPS, MIMIC_DEMO_MAPPING, ROOT, postgres_url, scratch_database
+from test.conftest import (
+    CONCEPT_MAPS,
+    KAFKA,
+    MIMIC_DEMO_MAPPING,
+    ROOT,
+    kafka_topics,
+    postgres_url,
+    scratch_database,
+)
 
-KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 FEAT_6 = "cktlnp0ji006e0mmzat7dwb98"  # Patient, one per row of patients
 DIAGNOSIS = "cktlnp0oa00at0mmzp0b1u7zx"  # Condition
 BAD_GENDER = "ckur2ervw000107l437vy9vuq"  # every instance invalid (Patient.gender)
@@ -156,16 +161,8 @@ def store_url(role: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def topic_prefix() -> Iterator[str]:
     prefix = f"test-api-{RUN}-"
-    admin = AdminClient({"bootstrap.servers": KAFKA})
-    names = [prefix + topic for topic in events.TOPICS]
-    for future in admin.create_topics(
-        [NewTopic(n, num_partitions=3, replication_factor=1) for n in names]
-    ).values():
-        future.result(30)
-    yield prefix
-    for future in admin.delete_topics(names).values():
-        with contextlib.suppress(Exception):  # best-effort clean-up
-            future.result(30)
+    with kafka_topics(prefix):
+        yield prefix
 
 
 @pytest.fixture(scope="module")

@@ -119,7 +119,10 @@ def test_batch_writes_ndjson_and_a_summary(mimic_demo_url, tmp_path):
     lines = output.read_text().splitlines()
     assert len(lines) == 1761
     assert {json.loads(line)["resourceType"] for line in lines} == {"Condition"}
-    assert f"river: resource {BP}: table public.labevents does not exist in the source database\n" in done.stderr
+    assert (
+        f"river: resource {BP}: table public.labevents does not exist in the source database\n"
+        in done.stderr
+    )
     summary = [line for line in done.stderr.splitlines() if line.startswith(DIAGNOSIS)]
     assert summary and summary[0].split()[1:3] == ["1761", "0"]
 
@@ -127,3 +130,18 @@ def test_batch_writes_ndjson_and_a_summary(mimic_demo_url, tmp_path):
 @pytest.mark.parametrize("args", [["batch", "--mapping", str(MIMIC_DEMO_MAPPING)], []])
 def test_wrong_command_lines_exit_2(args, mimic_demo_url):
     assert river(*args, db_url=mimic_demo_url).returncode == 2
+
+
+def test_a_wrong_setting_is_one_sentence(mimic_demo_url):
+    done = river(
+        "check",
+        "--mapping",
+        str(MIMIC_DEMO_MAPPING),
+        db_url=mimic_demo_url,
+        SOURCE_TIMEZONE="Mars/Olympus",
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        "river: setting SOURCE_TIMEZONE: time zone 'Mars/Olympus' is neither"
+    )
+    assert "Traceback" not in done.stderr

@@ -508,3 +508,14 @@ def test_a_reference_without_a_logical_system_is_left_alone():
     condition.attribute("subject.identifier.value", "string", export.group(static=["42"]))
     resource = transform(export, condition, {"diagnoses_icd.row_id": [1]}).resource
     assert "reference" not in resource["subject"]
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+@pytest.mark.parametrize("fhir_type", ["string", "integer"])
+def test_a_number_that_is_not_finite_is_an_error_of_the_instance(fhir_type, value):
+    export = ExportBuilder()
+    patient = export.resource("Patient", "patients", "subject_id")
+    patient.attribute("x", fhir_type, export.group(sql=[export.input("patients", "x")]))
+    outcome = transform(export, patient, {"patients.subject_id": [1], "patients.x": [value]})
+    assert outcome.resource is None
+    assert outcome.error.startswith("attribute x: cannot cast")
