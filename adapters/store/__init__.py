@@ -88,6 +88,11 @@ class FhirStore(ABC):
         # Set, not added: a replayed extraction counts again from 0 up to the same total.
         self._set_progress(batch_id, resource_id, "extracted", extracted)
 
+    @abstractmethod
+    def add_extracted(self, batch_id: str, resource_id: str, n: int) -> None:
+        """A live batch grows with its source: add `n` to its expected and extracted.
+        Unlike `set_extracted`, a replay (a crash before the commit) counts again."""
+
     def resource_failed(self, batch_id: str, resource_id: str, message: str) -> None:
         """The resource could not run at all (invalid mapping, missing table)."""
         self._set_progress(batch_id, resource_id, "error", message)

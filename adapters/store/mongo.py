@@ -325,6 +325,18 @@ class MongoStore(FhirStore):
                 upsert=True,
             )
 
+    def add_extracted(self, batch_id: str, resource_id: str, n: int) -> None:
+        prefix = f"resources.{field_key(resource_id)}"
+        with self._guard():
+            self.db[BATCHES].update_one(
+                {"_id": batch_id},
+                {
+                    "$inc": {f"{prefix}.expected": n, f"{prefix}.extracted": n},
+                    "$set": {"updated_at": _now()},
+                },
+                upsert=True,
+            )
+
     def create_batch(
         self,
         batch_id: str,

@@ -427,6 +427,19 @@ class PostgresStore(FhirStore):
 
         self._run(work)
 
+    def add_extracted(self, batch_id: str, resource_id: str, n: int) -> None:
+        def work(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(
+                "INSERT INTO river_batch_resource AS r (batch_id, resource_id, expected, extracted)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (batch_id, resource_id) DO UPDATE SET"
+                " expected = coalesce(r.expected, 0) + EXCLUDED.expected,"
+                " extracted = r.extracted + EXCLUDED.extracted",
+                (batch_id, resource_id, n, n),
+            )
+            conn.execute(_TOUCH, (batch_id,))
+
+        self._run(work)
+
     def create_batch(
         self,
         batch_id: str,

@@ -151,6 +151,7 @@ def make_pipeline(tmp: Path, prefix: str, store_url: str, source_url: str) -> Pi
         "CONCEPT_MAPS": str(CONCEPT_MAPS),
         "FHIR_API_URL": "",
         "PYROG_API_URL": "",
+        "LIVE_SOURCES": "",  # batches only; test_live.py follows connectors
         "API_PORT": str(free_port()),
         "MONGO_BULK_SIZE": "40",
         "LOG_LEVEL": "INFO",
