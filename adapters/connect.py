@@ -26,7 +26,6 @@ Problems are one sentence on stderr, prefixed `river:`.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -40,9 +39,16 @@ from urllib.parse import quote
 import requests
 from dotenv import dotenv_values
 
-from river.errors import RiverError
+from river.connectors import (
+    SOURCES_FOLDER,
+    ConnectorError,
+    ConnectorFile,
+    default_files,
+    is_placeholder,
+    is_secret_key,
+    load_file,
+)
 
-SOURCES_FOLDER = Path("kafka_connect_connectors") / "sources"
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 REQUEST_TIMEOUT = 10.0
 STATUS_TIMEOUT = 30.0
@@ -54,12 +60,6 @@ STABLE_SECONDS = 1.0
 SLOT_TIMEOUT = 15.0
 TRACE_CHARS = 400
 
-# Keys whose values are secrets (Connect's and the connectors' naming habits).
-_SECRET_KEY = re.compile(
-    r"password|passwd|passphrase|pwd|secret|token|credential|api[._-]?key",
-    re.IGNORECASE,
-)
-_PLACEHOLDER = re.compile(r"^\$\{[A-Za-z0-9_.-]+:[^}]*\}$|^RAW\(\$\{[A-Za-z0-9_.-]+:[^}]*\}\)$")
 _ENV_PLACEHOLDER = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 # key=value, key: value, "key": "value", with a secret-like key (in messages and traces).
 _SECRET_IN_TEXT = re.compile(
@@ -80,24 +80,11 @@ _LOCAL_DEFAULTS = {
 }
 
 
-class ConnectorError(RiverError):
-    """Connect refused a request or cannot be reached, or a connector file is unusable."""
-
-
 class ConnectUnreachable(ConnectorError):
     """Connect does not answer at all."""
 
 
 # --- masking ---------------------------------------------------------------------------------
-
-
-def is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEY.search(key))
-
-
-def is_placeholder(value: Any) -> bool:
-    """`${provider:...}` (or Camel's RAW(${...})): resolved by Connect, safe to show."""
-    return isinstance(value, str) and bool(_PLACEHOLDER.match(value.strip()))
 
 
 def mask_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,67 +112,6 @@ def mask_secrets(text: str) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(mask_secrets(text).split())
-
-
-# --- connector files -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConnectorFile:
-    path: Path
-    name: str
-    config: dict[str, str]
-
-
-def default_files() -> list[Path]:
-    """The connector files of kafka_connect_connectors/sources (of the current folder, else
-    of this checkout)."""
-    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
-        folder = base / SOURCES_FOLDER
-        if folder.is_dir():
-            return sorted(folder.glob("*.json"))
-    raise ConnectorError(
-        f"no folder {SOURCES_FOLDER} here nor in the checkout: name the connector files to push"
-    )
-
-
-def load_file(path: str | os.PathLike[str]) -> ConnectorFile:
-    """A connector file `{"name": ..., "config": {...}}`, checked: a name, a config of
-    plain values, and no literal secret (a `${env:NAME}` placeholder instead)."""
-    path = Path(path)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConnectorError(f"no connector file {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConnectorError(f"cannot read the connector file {path} ({error})") from None
-    except json.JSONDecodeError as error:
-        raise ConnectorError(
-            f"{path} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
-        ) from None
-    if not isinstance(document, dict):
-        raise ConnectorError(f'{path} must hold an object {{"name": ..., "config": {{...}}}}')
-    name, config = document.get("name"), document.get("config")
-    if not isinstance(name, str) or not name.strip() or "/" in name:
-        raise ConnectorError(f'{path} has no usable "name" (a non-empty string without "/")')
-    if not isinstance(config, dict) or not config:
-        raise ConnectorError(f'{path} has no "config" object')
-    if config.get("name", name) != name:
-        raise ConnectorError(
-            f'{path}: "config.name" ({config["name"]}) differs from "name" ({name}); drop one'
-        )
-    values: dict[str, str] = {}
-    for key, value in config.items():
-        if isinstance(value, dict | list) or value is None:
-            raise ConnectorError(f"{path}: {key} must be a string, number or boolean")
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        if is_secret_key(key) and text and not is_placeholder(text):
-            raise ConnectorError(
-                f"{path}: {key} is written literally; put the secret in Kafka Connect's"
-                f" environment and write ${{env:NAME}} instead"
-            )
-        values[key] = text
-    return ConnectorFile(path, name, values)
 
 
 # --- Connect's REST API ----------------------------------------------------------------------

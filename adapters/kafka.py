@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from adapters.store import StoreUnavailable
 from river import events
@@ -29,6 +30,21 @@ class KafkaUnavailable(RiverError):
 
 def topic_name(settings: Settings, topic: str) -> str:
     return f"{settings.kafka_topic_prefix}{topic}"
+
+
+def ensure_topics(settings: Settings, names: list[str], partitions: int) -> None:
+    """Create the topics that do not exist yet (a connector's topic exists only after
+    its first record; a consumer subscribing before that would see nothing)."""
+    if not names:
+        return
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    new = [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
+    for name, future in admin.create_topics(new, operation_timeout=30).items():
+        try:
+            future.result(30)
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise KafkaUnavailable(f"cannot create topic {name}: {error}") from None
 
 
 class EventProducer:
@@ -138,8 +154,12 @@ def decoded(
 class ServiceConfig:
     name: str  # extractor, transformer, loader: the consumer group is fhir-river-<name>
     topics: tuple[str, ...]
+    # Topics named as they are, without KAFKA_TOPIC_PREFIX: a live source's connector topics.
+    external_topics: tuple[str, ...] = ()
     max_batch: int = 500
-    max_wait: float = 0.2
+    # consume() waits for max_batch messages or this long: each stage adds at most this
+    # to a live change's latency, and under load batches fill long before.
+    max_wait: float = 0.05
     # A batch event may take minutes to extract: don't let the group evict us.
     max_poll_interval_ms: int = 300_000
     consumer: dict[str, Any] = field(default_factory=dict)
@@ -172,6 +192,7 @@ def run_service(settings: Settings, config: ServiceConfig, handle: Handler) -> N
         }
     )
     names = {topic_name(settings, topic): topic for topic in config.topics}
+    names.update({topic: topic for topic in config.external_topics})
     consumer.subscribe(list(names))
     output = Output(producer, stop.is_set)
     log.info("%s consuming %s", config.name, ", ".join(names))

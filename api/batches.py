@@ -183,7 +183,8 @@ def retry_batch(batch_id: str) -> Response:
     no_other_parameters(set())
     river = services()
     state = _batch(river, batch_id)
-    if state.status == RUNNING:
+    # A live batch never ends: its failed instances are retried while it goes on.
+    if state.status == RUNNING and not state.live:
         raise ApiError(
             409,
             CONFLICT,
@@ -219,6 +220,13 @@ def cancel_batch(batch_id: str) -> Response:
     no_other_parameters(set())
     river = services()
     state = _batch(river, batch_id)
+    if state.live:
+        raise ApiError(
+            409,
+            CONFLICT,
+            f"batch {batch_id} follows a live source: remove its connector from LIVE_SOURCES"
+            f" (or `river connectors remove` it) to stop it",
+        )
     if state.canceled_at is None and state.status != RUNNING:
         # Canceling would rewrite an ended batch's history as "canceled".
         raise ApiError(

@@ -1,4 +1,5 @@
-"""The extractor: a `batch` event in, one `extract` event per instance out.
+"""The extractor: a `batch` event in, one `extract` event per instance out; and,
+for the live sources LIVE_SOURCES names, connector messages in (extractor/live.py).
 
 It counts the resource's instances (the batch's `expected`) before the first
 event, streams the rows with a server-side cursor and reports `extracted` as
@@ -18,25 +19,37 @@ from adapters.kafka import (
     Output,
     ServiceConfig,
     decoded,
+    ensure_topics,
     run_service,
 )
 from adapters.service import start
 from adapters.store import CanceledBatches, FhirStore
+from extractor.live import LiveFollower
 from river import events
 from river.engine import Engine
-from river.errors import InvalidMapping, SourceError, SourceUnavailable, UnknownResource
+from river.errors import (
+    InvalidMapping,
+    RiverError,
+    SourceError,
+    SourceUnavailable,
+    UnknownResource,
+)
+from river.live import live_sources
 
 log = logging.getLogger("river")
 PROGRESS_EVERY = 2000
 
 
-def make_handler(engine: Engine, store: FhirStore) -> Handler:
+def make_handler(engine: Engine, store: FhirStore, live: LiveFollower | None = None) -> Handler:
     canceled = CanceledBatches(store)
 
     def handle(messages: list[Message], out: Output) -> None:
-        for _, event in decoded(events.BATCH, "extract", messages, out):
+        batches = [m for m in messages if m.topic == events.BATCH]
+        for _, event in decoded(events.BATCH, "extract", batches, out):
             if not canceled(event.batch_id):
                 extract(engine, store, event, out, canceled)
+        if live is not None and len(batches) < len(messages):
+            live.handle([m for m in messages if m.topic != events.BATCH], out)
 
     return handle
 
@@ -98,7 +111,19 @@ def _error(batch_id: str | None, resource_id: str | None, message: str) -> event
 
 def main() -> None:
     settings, engine, store = start("extractor")
+    try:
+        live = LiveFollower(engine, store, live_sources(settings.live_sources, engine.mappings))
+        ensure_topics(settings, list(live.topics), settings.kafka_topic_partitions)
+        live.start()
+    except RiverError as error:  # a setting to fix: one sentence, no trace
+        log.error("extractor cannot start: %s", error)
+        raise SystemExit(1) from None
     config = ServiceConfig(
-        "extractor", (events.BATCH,), max_batch=1, max_poll_interval_ms=3_600_000
+        "extractor",
+        (events.BATCH,),
+        external_topics=live.topics,
+        # A batch event may take minutes; live changes come many at a time.
+        max_batch=500,
+        max_poll_interval_ms=3_600_000,
     )
-    run_service(settings, config, make_handler(engine, store))
+    run_service(settings, config, make_handler(engine, store, live))

@@ -1,6 +1,7 @@
 """The loader: `transform` events in, resources upserted in bulk into the FHIR
-store, `load` events out. The store counts each instance once per batch, in
-the same unit of work as the write, so a replay changes no count."""
+store, `load` events out; a deletion (an instance gone from a live source)
+deletes its resource. The store counts each instance once per batch, in the
+same unit of work as the write, so a replay changes no count."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ def make_handler(store: FhirStore) -> Handler:
     canceled = CanceledBatches(store)
 
     def handle(messages: list[Message], out: Output) -> None:
-        by_batch: dict[str, list[tuple[bytes | None, events.TransformEvent]]] = defaultdict(list)
+        # Upserts go in bulk per batch; a deletion first writes what came before it,
+        # so that an instance created then deleted in one poll ends deleted.
+        upserts: dict[str, list[tuple[bytes | None, events.TransformEvent]]] = defaultdict(list)
         for message, event in decoded(events.TRANSFORM, "load", messages, out):
             if canceled(event.batch_id):
                 continue
@@ -30,23 +33,47 @@ def make_handler(store: FhirStore) -> Handler:
                     message.key,
                     events.ErrorEvent(event.batch_id, event.resource_id, None, "load", reason),
                 )
-                continue
-            by_batch[event.batch_id].append((message.key, event))
-        for batch_id, items in by_batch.items():
-            loaded = store.load(
-                batch_id, [(event.resource_id, event.fhir_object) for _, event in items]
-            )
-            for (key, event), result in zip(items, loaded, strict=True):
-                action = events.UPDATED if result.action == REPLAYED else result.action
-                out.send(
-                    events.LOAD,
-                    key,
-                    events.LoadEvent(
-                        batch_id, event.resource_id, result.resource_type, result.id, action
-                    ),
-                )
+            elif event.deleted:
+                _upsert(store, upserts, out)
+                _delete(store, message.key, event, out)
+            else:
+                upserts[event.batch_id].append((message.key, event))
+        _upsert(store, upserts, out)
 
     return handle
+
+
+def _upsert(
+    store: FhirStore,
+    pending: dict[str, list[tuple[bytes | None, events.TransformEvent]]],
+    out: Output,
+) -> None:
+    for batch_id, items in pending.items():
+        loaded = store.load(
+            batch_id, [(event.resource_id, event.fhir_object) for _, event in items]
+        )
+        for (key, event), result in zip(items, loaded, strict=True):
+            action = events.UPDATED if result.action == REPLAYED else result.action
+            out.send(
+                events.LOAD,
+                key,
+                events.LoadEvent(
+                    batch_id, event.resource_id, result.resource_type, result.id, action
+                ),
+            )
+    pending.clear()
+
+
+def _delete(store: FhirStore, key: bytes | None, event: events.TransformEvent, out: Output) -> None:
+    resource_type, id = event.fhir_object["resourceType"], event.fhir_object["id"]
+    store.delete(event.batch_id, event.resource_id, resource_type, [id])
+    # Said even when nothing was there (a replay, a row that never passed the filters):
+    # the resource is gone either way, as a FHIR server answers a DELETE.
+    out.send(
+        events.LOAD,
+        key,
+        events.LoadEvent(event.batch_id, event.resource_id, resource_type, id, events.DELETED),
+    )
 
 
 def main() -> None:

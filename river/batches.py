@@ -88,7 +88,7 @@ class BatchState:
             resources.append(
                 {
                     "resource_id": resource_id,
-                    "status": CANCELED if self.canceled_at and not p.done else p.status,
+                    "status": _resource_status(self, p),
                     "expected": p.expected,
                     "extracted": p.extracted,
                     "transformed": p.transformed,
@@ -111,6 +111,14 @@ class BatchState:
             **({"live": True} if self.live else {}),
             "resources": resources,
         }
+
+
+def _resource_status(batch: BatchState, progress: ResourceProgress) -> str:
+    if batch.canceled_at and not progress.done:
+        return CANCELED
+    if batch.live and progress.error is None:
+        return RUNNING  # caught up, maybe, but a live resource never ends
+    return progress.status
 
 
 def content_hash(resource: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from river.concept_maps import ConceptMaps
 from river.errors import ConfigurationError, InstanceError, InvalidMapping, MappingFault, RiverError
+from river.identity import fhir_id
 from river.mapping import MappingSet, load_mappings
 from river.plan import ResourcePlan
 from river.pyrog import PyrogClient
@@ -129,6 +130,10 @@ class Engine:
             keys.update(row[column] for row in rows if row.get(column) is not None)
         keys.update(self.source(resource_id).keys_reaching(plan, owner, table, rows))
         return sorted(keys, key=str)
+
+    def fhir_id(self, resource_id: str, primary_key_value: Any) -> str:
+        """The id of an instance's resource, without transforming it (a deleted row)."""
+        return fhir_id(self.plan(resource_id).logical_reference, primary_key_value)
 
     def transform(self, resource_id: str, columns: Columns, now: str | None = None) -> Outcome:
         """Transform one record and validate the resource: an invalid one is an error."""

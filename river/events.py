@@ -41,6 +41,7 @@ class ExtractEvent:
     resource_type: str
     primary_key_value: Any
     record: dict[str, list[Any]]  # column label -> one value per joined row
+    deleted: bool = False  # the instance is gone from the source (live): record is {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ class TransformEvent:
     batch_id: str
     resource_id: str
     fhir_object: dict[str, Any]
+    deleted: bool = False  # delete it: fhir_object holds only resourceType and id
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,8 @@ def _check_types(topic: str, event: Event) -> None:
         isinstance(event.record, dict) and all(isinstance(v, list) for v in event.record.values())
     ):
         problems.append("record must map each column to a list of values")
+    if isinstance(event, ExtractEvent | TransformEvent) and not isinstance(event.deleted, bool):
+        problems.append("deleted must be true or false")
     if isinstance(event, TransformEvent) and not (
         isinstance(event.fhir_object, dict)
         and isinstance(event.fhir_object.get("resourceType"), str)

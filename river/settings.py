@@ -48,6 +48,7 @@ class Settings:
     concept_maps: str = "examples/concept_maps"
     custom_scripts: str = ""
     extract_chunk_size: int = 5000
+    live_sources: str = ""  # none: .env.example names the example's
 
     @classmethod
     def load(cls, env_file: str | Path | None = ".env") -> Settings:
@@ -77,4 +78,5 @@ class Settings:
             concept_maps=env.get("CONCEPT_MAPS", cls.concept_maps),
             custom_scripts=env.get("CUSTOM_SCRIPTS", ""),
             extract_chunk_size=_read_int(env, "EXTRACT_CHUNK_SIZE", 5000),
+            live_sources=env.get("LIVE_SOURCES", cls.live_sources),
         )

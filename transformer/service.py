@@ -1,6 +1,7 @@
 """The transformer: `extract` events in, valid FHIR resources out as `transform`
 events; an instance that fails (script, cast, invalid FHIR) becomes an error of
-its batch, and the others go on."""
+its batch, and the others go on. An instance deleted from a live source passes
+on as a deletion of its resource (its id, made by the same rule)."""
 
 from __future__ import annotations
 
@@ -23,16 +24,18 @@ def make_handler(engine: Engine, store: FhirStore) -> Handler:
             if canceled(event.batch_id):
                 continue
             try:
-                outcome = engine.transform(event.resource_id, event.record, now)
-                problem = outcome.error
+                if event.deleted:  # nothing to transform: the loader deletes the resource
+                    transformed, problem = _deletion(engine, event), None
+                else:
+                    outcome = engine.transform(event.resource_id, event.record, now)
+                    transformed = events.TransformEvent(
+                        event.batch_id, event.resource_id, outcome.resource
+                    )
+                    problem = outcome.error
             except RiverError as error:  # unknown resource, invalid mapping
-                outcome, problem = None, str(error)
+                problem = str(error)
             if problem is None:
-                out.send(
-                    events.TRANSFORM,
-                    message.key,
-                    events.TransformEvent(event.batch_id, event.resource_id, outcome.resource),
-                )
+                out.send(events.TRANSFORM, message.key, transformed)
             else:
                 failures.append(
                     (
@@ -62,6 +65,14 @@ def make_handler(engine: Engine, store: FhirStore) -> Handler:
                 )
 
     return handle
+
+
+def _deletion(engine: Engine, event: events.ExtractEvent) -> events.TransformEvent:
+    resource = {
+        "resourceType": event.resource_type,
+        "id": engine.fhir_id(event.resource_id, event.primary_key_value),
+    }
+    return events.TransformEvent(event.batch_id, event.resource_id, resource, deleted=True)
 
 
 def main() -> None:

@@ -46,22 +46,36 @@ class Pipeline:
         self.workdir = workdir
         self.store = store
         self.url = f"http://127.0.0.1:{env['API_PORT']}"
-        self.processes: dict[str, subprocess.Popen] = {}
+        self.processes: dict[str, subprocess.Popen] = {}  # key -> process
+        self.services: dict[str, str] = {}  # key -> the service it runs (python -m <service>)
 
     def start(self, *names: str) -> None:
+        """Start services by name (all four if none), each keyed by its name."""
         for name in names or SERVICES:
-            log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 (kept by the process)
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", name],
-                env=self.env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            self._spawn(name, name)
         if "api" in (names or SERVICES):
             self._wait_for_api()
 
+    def start_copy(self, service: str, key: str) -> None:
+        """Another process of `service`, kept under `key` (its log: `<key>.log`): it joins
+        the service's consumer group, so the copies share the topic's partitions."""
+        assert service in SERVICES and service != "api", service
+        assert key not in self.processes, f"{key} is running"
+        self._spawn(service, key)
+
+    def _spawn(self, service: str, key: str) -> None:
+        log = open(self.workdir / f"{key}.log", "ab")  # noqa: SIM115 (kept by the process)
+        self.processes[key] = subprocess.Popen(
+            [sys.executable, "-m", service],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.services[key] = service
+
     def stop(self, *names: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        """Stop processes by key (every one if none)."""
         for name in names or tuple(self.processes):
             process = self.processes.pop(name, None)
             if process is None:
@@ -74,8 +88,12 @@ class Pipeline:
                 process.wait()
 
     def restart(self, name: str, sig: int = signal.SIGTERM) -> None:
+        service = self.services.get(name, name)
         self.stop(name, sig=sig)
-        self.start(name)
+        if service == name:
+            self.start(name)
+        else:
+            self.start_copy(service, name)
 
     def log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
@@ -105,7 +123,7 @@ class Pipeline:
             if state["status"] in until:
                 return state
             time.sleep(0.5)
-        logs = {name: self.log(name)[-2000:] for name in SERVICES}
+        logs = {name: self.log(name)[-2000:] for name in dict.fromkeys([*SERVICES, *self.services])}
         raise AssertionError(
             f"batch {batch_id} still {state['status']} after {timeout} s: {state}\n{logs}"
         )

@@ -24,7 +24,9 @@ with load_csv_folder.py).
 
 --insert-new K (the seed's use): inserts K new patients, one admission each, into
 a running database with fresh ids (above the largest there), with plain INSERTs
-in one transaction, so that a live CDC pipeline sees them.
+in one transaction, so that a live CDC pipeline sees them. Run without --replace
+on a database that already holds synthetic rows (the local stack after make run),
+the script does that with --patients.
 """
 
 from __future__ import annotations
@@ -110,8 +112,8 @@ def _ensure_dictionaries(conn: psycopg.Connection, ref: synthetic.Reference) -> 
     return added
 
 
-def _refuse_existing(conn: psycopg.Connection) -> None:
-    """Fail now, not after the last COPY, when synthetic rows are already there."""
+def _synthetic_table(conn: psycopg.Connection) -> str | None:
+    """A generated table that already holds synthetic rows, if any."""
     for table in GENERATED_TABLES:
         found = conn.execute(
             sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE row_id >= %s)").format(
@@ -120,10 +122,25 @@ def _refuse_existing(conn: psycopg.Connection) -> None:
             (synthetic.ROW_ID_BASE,),
         ).fetchone()[0]
         if found:
-            raise ValueError(
-                f"{table} already holds synthetic rows (row_id >= {synthetic.ROW_ID_BASE:,}):"
-                " add --replace to make them again, or use --insert-new to add patients"
-            )
+            return table
+    return None
+
+
+def holds_synthetic_rows(url: str | None) -> bool:
+    url = dbutil.libpq_url(dbutil.source_db_url(url))
+    with psycopg.connect(url) as conn:
+        dbutil.apply_schema(conn)
+        return _synthetic_table(conn) is not None
+
+
+def _refuse_existing(conn: psycopg.Connection) -> None:
+    """Fail now, not after the last COPY, when synthetic rows are already there."""
+    table = _synthetic_table(conn)
+    if table is not None:
+        raise ValueError(
+            f"{table} already holds synthetic rows (row_id >= {synthetic.ROW_ID_BASE:,}):"
+            " add --replace to make them again, or use --insert-new to add patients"
+        )
 
 
 def _indexes(conn: psycopg.Connection, tables: tuple[str, ...]) -> list[tuple[str, str, str]]:
@@ -379,6 +396,18 @@ def main(argv: list[str] | None = None) -> int:
     url = dbutil.source_db_url(args.db_url)
     started = time.perf_counter()
     try:
+        if (
+            args.insert_new is None
+            and not args.replace
+            and not args.output_dir
+            and holds_synthetic_rows(url)
+        ):
+            # The seed's use against a running stack: add patients, never fail.
+            print(
+                "the database already holds synthetic rows: inserting"
+                f" {args.patients:,} new patients with fresh ids (as --insert-new)"
+            )
+            args.insert_new = args.patients
         if args.insert_new is not None:
             inserted = insert_new(url, args.insert_new, args.seed, demo_dir=args.demo_dir)
             subjects = [row[1] for row in inserted["patients"]]
