@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,25 @@ def ensure_topics(settings: Settings, names: list[str], partitions: int) -> None
         except KafkaException as error:
             if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise KafkaUnavailable(f"cannot create topic {name}: {error}") from None
+    # A consumer that subscribes before a new topic has leaders takes it as missing
+    # and looks again only at its next metadata refresh (minutes): wait for them.
+    deadline = time.monotonic() + 30
+    while True:
+        topics = admin.list_topics(timeout=10).topics
+        ready = [
+            name
+            for name in names
+            if name in topics
+            and topics[name].error is None
+            and topics[name].partitions
+            and all(p.leader >= 0 for p in topics[name].partitions.values())
+        ]
+        if len(ready) == len(names):
+            return
+        if time.monotonic() > deadline:
+            missing = sorted(set(names) - set(ready))
+            raise KafkaUnavailable(f"topics {', '.join(missing)} have no leader after 30 s")
+        time.sleep(0.2)
 
 
 class EventProducer:
@@ -188,6 +208,8 @@ def run_service(settings: Settings, config: ServiceConfig, handle: Handler) -> N
             # (the loader behind the transformer) would hold that much. 16 MB is
             # still many polls ahead.
             "queued.max.messages.kbytes": 16384,
+            # A subscribed topic not there yet (a connector's) is looked for again this often.
+            "topic.metadata.refresh.interval.ms": 10_000,
             **config.consumer,
         }
     )

@@ -96,6 +96,7 @@ class LiveFollower:
             changes[source.name].append(change)
         for source in self.sources:
             if changes.get(source.name):
+                log.debug("connector %s: %d change(s)", source.name, len(changes[source.name]))
                 self._changes(source, changes[source.name], out)
 
     # --- database changes -----------------------------------------------------------------
@@ -144,6 +145,13 @@ class LiveFollower:
         except _RESOURCE_PROBLEMS as error:
             self._error(out, source, resource_id, None, str(error))
             return
+        log.debug(
+            "connector %s, resource %s: %d instance(s) extracted again, %d gone",
+            source.name,
+            resource_id,
+            sent,
+            len(wanted),
+        )
         for key in wanted.values():  # no row (after filters) any more: the resource goes
             self._send(out, source, plan.resource_type, resource_id, key, {}, deleted=True)
             sent += 1

@@ -172,7 +172,7 @@ def make_pipeline(tmp: Path, prefix: str, store_url: str, source_url: str) -> Pi
         "LIVE_SOURCES": "",  # batches only; test_live.py follows connectors
         "API_PORT": str(free_port()),
         "MONGO_BULK_SIZE": "40",
-        "LOG_LEVEL": "INFO",
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
         "PYTHONUNBUFFERED": "1",
     }
     return Pipeline(env, tmp, open_store(store_url, bulk_size=40))
