@@ -32,6 +32,11 @@ say "Batch over the example mapping (examples/mappings/mimic-example.json):"
 "$ROOT/.venv/bin/river" batch example-patient example-encounter example-condition --wait ||
     die "the example batch did not complete: see river status and $STATE_DIR/logs/."
 
+say ""
+say "Live sources (LIVE_SOURCES of .env.example): the extractor follows both connectors."
+"$ROOT/.venv/bin/river" connectors push ||
+    die "the connectors do not run: see river connectors push's message and $STATE_DIR/logs/connect.log."
+
 id=$(curl -fsS "$API/fhir/Patient?_count=1" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["entry"][0]["resource"]["id"])')
 say ""
 say "Done in $(elapsed "$T0")s. The stack:"
@@ -44,5 +49,11 @@ Read the FHIR resources back:
   curl -s $API/fhir/Patient/$id
   curl -s -XPOST $API/preview -H 'Content-Type: application/json' \\
        -d '{"resource_id": "example-patient", "primary_key_values": [1000000]}'
+
+Live: change the source, and the store follows within a second:
+  .venv/bin/python test/utils/create_records_db.py --patients 3   # new patients, admissions
+  .venv/bin/python test/utils/create_file_stfp.py --patients 3    # a patients.csv over SFTP
+  curl -s $API/batches/live-fhir-river-mimic-cdc                  # what the live path did
+  curl -s $API/batches/live-fhir-river-mimic-sftp-csv
 Stop everything with: make stop
 TEXT

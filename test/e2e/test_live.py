@@ -10,187 +10,27 @@ synthetic MIMIC rows; the example mappings feed them, as in the local stack
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import shutil
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
 
-import paramiko
-import psycopg
 import pytest
-import requests
 from confluent_kafka import Consumer
-from confluent_kafka.admin import AdminClient
 
-from adapters.connect import push, remove
-from river.identity import fhir_id
-from river.mapping import load_mappings
-from river.scripts import ScriptRegistry
-from test.conftest import KAFKA, ROOT, scratch_database
-from test.e2e.conftest import Pipeline, make_pipeline
+from test.conftest import KAFKA
+from test.e2e.live import Live, StackMissing, live_pipeline, sftp_list, wait_for
 from test.e2e.stack import start_stack, stop_connect
-from test.utils.create_file_stfp import sftp_settings, upload
-from test.utils.create_records_db import create_in_database
-
-CONNECT = "http://127.0.0.1:8083"
-SOURCES = ROOT / "kafka_connect_connectors" / "sources"
-EXAMPLES = ROOT / "examples" / "mappings"
-WAIT = 60.0
-PATIENTS = 20
-
-
-@dataclass
-class Live:
-    pipeline: Pipeline
-    source_url: str
-    suffix: str
-    cdc: dict[str, Any]
-    csv: dict[str, Any]
-    ids: dict[str, Callable[[Any], str]]  # resource id -> its FHIR id rule
-    sftp_root: str
-
-    @property
-    def cdc_batch(self) -> str:
-        return f"live-{self.cdc['name']}"
-
-    @property
-    def csv_batch(self) -> str:
-        return f"live-{self.csv['name']}"
-
-    def sql(self, statement: str, *params: Any) -> None:
-        with psycopg.connect(self.source_url, autocommit=True) as db:
-            db.execute(statement, params)
-
-    def read(self, resource_type: str, resource_id: str, key: Any) -> dict | None:
-        answer = self.pipeline.request("GET", f"/fhir/{resource_type}/{self.ids[resource_id](key)}")
-        return answer.json() if answer.status_code == 200 else None
-
-    def progress(self, batch_id: str) -> dict[str, dict]:
-        state = self.pipeline.request("GET", f"/batches/{batch_id}").json()
-        return {r["resource_id"]: r for r in state["resources"]}
-
-    def errors(self, batch_id: str) -> list[dict]:
-        return self.pipeline.request("GET", f"/batches/{batch_id}/errors").json()["items"]
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.1)
-
-
-def sftp() -> tuple[paramiko.Transport, paramiko.SFTPClient]:
-    host, port, user, password = sftp_settings()
-    transport = paramiko.Transport((host, port))
-    transport.connect(username=user, password=password)
-    return transport, paramiko.SFTPClient.from_transport(transport)
-
-
-def sftp_list(folder: str) -> list[str]:
-    transport, client = sftp()
-    with contextlib.closing(transport):
-        return sorted(client.listdir(folder))
+from test.utils.create_file_stfp import upload
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory, topic_prefix) -> Iterator[Live]:
+def live(tmp_path_factory, topic_prefix):
     try:
-        requests.get(CONNECT + "/connectors", timeout=5).raise_for_status()
-    except requests.RequestException as error:
-        pytest.fail(f"Kafka Connect does not answer at {CONNECT} ({error}): run make start")
-    tmp = tmp_path_factory.mktemp("live")
-    suffix = uuid.uuid4().hex[:8]
-    with (
-        scratch_database("river_live_source") as source_url,
-        scratch_database("river_live_store") as store_url,
-    ):
-        create_in_database(source_url, PATIENTS, seed=5, replace=True)
-        mappings = tmp / "mappings"
-        mappings.mkdir()
-        for name in ("mimic-example.json", "mimic-csv-example.json"):
-            shutil.copy(EXAMPLES / name, mappings / name)
-        cdc = json.loads((SOURCES / "mimic-postgres-cdc.json").read_text())
-        cdc["name"] = f"river-e2e-cdc-{suffix}"
-        cdc["config"].update(
-            {
-                "database.hostname": "127.0.0.1",
-                "database.dbname": source_url.rsplit("/", 1)[1],
-                "slot.name": f"river_e2e_{suffix}",
-                "publication.name": f"river_e2e_{suffix}",
-                "topic.prefix": f"river-e2e-{suffix}",
-            }
-        )
-        sftp_root = f"upload/data/river-e2e-{suffix}"
-        csv = json.loads((SOURCES / "mimic-sftp-csv.json").read_text())
-        csv["name"] = f"river-e2e-csv-{suffix}"
-        csv["config"].update(
-            {
-                "camel.source.path.host": "127.0.0.1",
-                "topics": f"river-e2e-{suffix}-csv",
-                "camel.source.path.directoryName": f"{sftp_root}/data",
-            }
-        )
-        files = [tmp / "cdc.json", tmp / "csv.json"]
-        files[0].write_text(json.dumps(cdc))
-        files[1].write_text(json.dumps(csv))
-        transport, client = sftp()
-        with contextlib.closing(transport):
-            for folder in ("", "/data", "/finished", "/error"):
-                client.mkdir(sftp_root + folder)
-        plans = load_mappings(mappings, ScriptRegistry.default())
-        ids = {
-            plan.resource_id: (lambda key, ref=plan.logical_reference: fhir_id(ref, key))
-            for plan in plans
-        }
-        pipeline = make_pipeline(tmp, topic_prefix, store_url, source_url)
-        pipeline.env.update(
-            {
-                "MAPPINGS": str(mappings),
-                "CONCEPT_MAPS": str(ROOT / "examples" / "concept_maps"),
-                "LIVE_SOURCES": f"{files[0]}={mappings / 'mimic-example.json'},"
-                f"{files[1]}={mappings / 'mimic-csv-example.json'}",
-            }
-        )
-        r = Live(pipeline, source_url, suffix, cdc, csv, ids, sftp_root)
-        try:
-            out = io.StringIO()
-            assert push(CONNECT, files, out=out) == 0, out.getvalue()
-            pipeline.start()
-            yield r
-        finally:
-            pipeline.stop()
-            pipeline.store.close()
-            _clean_up(r)
-
-
-def _clean_up(r: Live) -> None:
-    for name in (r.cdc["name"], r.csv["name"]):
-        with contextlib.suppress(Exception):
-            remove(CONNECT, name, r.source_url, out=io.StringIO())
-    with contextlib.suppress(Exception):
-        admin = AdminClient({"bootstrap.servers": KAFKA})
-        mine = [t for t in admin.list_topics(timeout=10).topics if f"river-e2e-{r.suffix}" in t]
-        for future in admin.delete_topics(mine).values():
-            future.result(10)
-    with contextlib.suppress(Exception):
-        transport, client = sftp()
-        with contextlib.closing(transport):
-            for folder in ("/data", "/finished", "/error"):
-                for name in client.listdir(r.sftp_root + folder):
-                    client.remove(f"{r.sftp_root}{folder}/{name}")
-                client.rmdir(r.sftp_root + folder)
-            client.rmdir(r.sftp_root)
+        with live_pipeline(tmp_path_factory.mktemp("live"), topic_prefix) as live:
+            yield live
+    except StackMissing as error:
+        pytest.fail(str(error))
 
 
 def insert_patient(live: Live, subject_id: int, gender: str = "F") -> None:

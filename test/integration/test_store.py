@@ -273,6 +273,15 @@ def test_a_live_batch_never_completes(store: FhirStore):
     store.load("live", [("res-patient", patient(1))])
     shown = store.batch("live").as_json()
     assert shown["status"] == RUNNING and shown["live"] is True
+    assert shown["resources"][0]["status"] == RUNNING  # caught up, but it goes on
+
+
+def test_a_live_batch_grows_with_each_extraction(store: FhirStore):
+    store.create_batch("live", ["res-patient"], live=True)
+    store.add_extracted("live", "res-patient", 2)
+    store.add_extracted("live", "res-patient", 3)
+    store.add_extracted("live", "res-other", 1)  # made if missing
+    assert (counts(store, "live")["expected"], counts(store, "live")["extracted"]) == (5, 5)
 
 
 def test_create_batch_is_idempotent_and_keeps_counters_written_before_it(store: FhirStore):
