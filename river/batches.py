@@ -21,6 +21,16 @@ from typing import Any
 import orjson
 
 RUNNING, COMPLETED, FAILED, CANCELED = "running", "completed", "failed", "canceled"
+LIVE_PREFIX = "live-"  # batch ids the API makes are uuids: they never start so
+
+
+def live_batch_id(connector_name: str) -> str:
+    """The batch everything a live source's connector causes runs under."""
+    return f"{LIVE_PREFIX}{connector_name}"
+
+
+def is_live_batch(batch_id: str) -> bool:
+    return batch_id.startswith(LIVE_PREFIX)
 
 
 @dataclass

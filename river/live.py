@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from river.batches import live_batch_id
 from river.connectors import ConnectorError, ConnectorFile, load_file
 from river.errors import ConfigurationError, RiverError
 from river.mapping import Mapping, MappingSet
@@ -51,7 +52,7 @@ class LiveSource:
 
     @property
     def batch_id(self) -> str:
-        return f"live-{self.name}"
+        return live_batch_id(self.name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,11 @@ class FhirStore(ABC):
         self._set_progress(batch_id, resource_id, "extracted", extracted)
 
     @abstractmethod
+    def add_counts(self, batch_id: str, counters: dict[str, dict[str, int]]) -> None:
+        """Add to the counters (transformed, created, updated, deleted, failed) of each
+        resource id; the batch's resources are made if missing."""
+
+    @abstractmethod
     def add_extracted(self, batch_id: str, resource_id: str, n: int) -> None:
         """A live batch grows with its source: add `n` to its expected and extracted.
         Unlike `set_extracted`, a replay (a crash before the commit) counts again."""

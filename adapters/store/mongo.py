@@ -325,6 +325,10 @@ class MongoStore(FhirStore):
                 upsert=True,
             )
 
+    def add_counts(self, batch_id: str, counters: dict[str, dict[str, int]]) -> None:
+        with self._guard():
+            self._bump(batch_id, counters)
+
     def add_extracted(self, batch_id: str, resource_id: str, n: int) -> None:
         prefix = f"resources.{field_key(resource_id)}"
         with self._guard():

@@ -427,6 +427,13 @@ class PostgresStore(FhirStore):
 
         self._run(work)
 
+    def add_counts(self, batch_id: str, counters: dict[str, dict[str, int]]) -> None:
+        def work(conn: psycopg.Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                self._bump(cur, batch_id, counters)
+
+        self._run(work)
+
     def add_extracted(self, batch_id: str, resource_id: str, n: int) -> None:
         def work(conn: psycopg.Connection[Any]) -> None:
             conn.execute(

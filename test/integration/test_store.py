@@ -282,6 +282,8 @@ def test_a_live_batch_grows_with_each_extraction(store: FhirStore):
     store.add_extracted("live", "res-patient", 3)
     store.add_extracted("live", "res-other", 1)  # made if missing
     assert (counts(store, "live")["expected"], counts(store, "live")["extracted"]) == (5, 5)
+    store.add_counts("live", {"res-patient": {"transformed": 2, "updated": 2}})
+    assert (counts(store, "live")["transformed"], counts(store, "live")["updated"]) == (2, 2)
 
 
 def test_create_batch_is_idempotent_and_keeps_counters_written_before_it(store: FhirStore):
