@@ -239,6 +239,22 @@ def test_insert_new_adds_patients_with_fresh_ids(scratch_url):
     assert counts_in(scratch_url, ("patients",)) == {"patients": before["patients"] + 6}
 
 
+def test_tables_limits_what_is_generated(scratch_url):
+    (before,) = counts_in(scratch_url, ("diagnoses_icd",)).values()
+    done = run_tool(
+        "create_records_db.py", "--patients", "50", "--replace", "--tables",
+        "patients,admissions", url=scratch_url,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    counts = counts_in(scratch_url, ("patients", "admissions", "diagnoses_icd"))
+    assert counts["patients"] == 50 and counts["admissions"] >= 50
+    assert counts["diagnoses_icd"] == before  # neither emptied nor generated
+    refused = run_tool(
+        "create_records_db.py", "--replace", "--tables", "admissions,bogus", url=scratch_url
+    )
+    assert refused.returncode == 1 and "--tables: bogus" in refused.stderr
+
+
 def test_an_empty_database_gets_schema_and_dictionaries(scratch_url):
     with psycopg.connect(scratch_url, autocommit=True) as conn:
         conn.execute("DROP TABLE " + ", ".join(DEMO_COUNTS))

@@ -20,7 +20,9 @@ again at the end: run it again and you get the same database. Without it the
 rows are added to what is there (the demo, say), and a run is refused at once,
 changing nothing, when synthetic rows (row_id >= 100,000,000) are already there.
 --output-dir writes `<table>.csv` files in the demo's format instead (load them
-with load_csv_folder.py).
+with load_csv_folder.py). --tables patients,admissions,... generates (and, with
+--replace, empties) only those tables: a benchmark's source in a fraction of the
+time and space.
 
 --insert-new K (the seed's use): inserts K new patients, one admission each, into
 a running database with fresh ids (above the largest there), with plain INSERTs
@@ -199,8 +201,12 @@ def create_in_database(
     replace: bool = False,
     demo_dir: Path | None = None,
     quiet: bool = True,
+    tables: tuple[str, ...] = GENERATED_TABLES,
 ) -> dict[str, int]:
     """Generate `n_patients` with their rows into the database; rows per table.
+
+    `tables` limits the generated tables (patients always among them): a
+    benchmark of a mapping that reads three tables need not write twelve.
 
     With `replace` the tables are emptied, and their primary keys and indexes are
     dropped for the load and built again after it: twice as fast as keeping them
@@ -209,25 +215,30 @@ def create_in_database(
     """
     url = dbutil.libpq_url(dbutil.source_db_url(url))
     ref = synthetic.load_reference(demo_dir)
+    unknown = sorted(set(tables) - set(GENERATED_TABLES))
+    if unknown or "patients" not in tables:
+        raise ValueError(
+            f"--tables: {', '.join(unknown) or 'patients missing'}; choose among"
+            f" {', '.join(GENERATED_TABLES)} (patients always)"
+        )
+    tables = tuple(t for t in GENERATED_TABLES if t in tables)
     indexes: list[tuple[str, str, str]] = []
     with psycopg.connect(url) as conn:
         dbutil.apply_schema(conn)
         if replace:
             conn.execute(
-                sql.SQL("TRUNCATE {}").format(
-                    sql.SQL(", ").join(map(sql.Identifier, GENERATED_TABLES))
-                )
+                sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, tables)))
             )
-            indexes = _indexes(conn, GENERATED_TABLES)
+            indexes = _indexes(conn, tables)
             _drop_indexes(conn, indexes)
         else:
             _refuse_existing(conn)
         counts = {f"{t} (added)": n for t, n in _ensure_dictionaries(conn, ref).items()}
-    counts.update(dict.fromkeys(GENERATED_TABLES, 0))
+    counts.update(dict.fromkeys(tables, 0))
     progress = _Progress(n_patients, quiet)
     try:
         with ExitStack() as connections:
-            conns = {t: connections.enter_context(psycopg.connect(url)) for t in GENERATED_TABLES}
+            conns = {t: connections.enter_context(psycopg.connect(url)) for t in tables}
             with ExitStack() as copies:
                 sinks = {}
                 for table, conn in conns.items():
@@ -235,10 +246,14 @@ def create_in_database(
                     sinks[table] = copies.enter_context(
                         cur.copy(_copy_statement(table), writer=_BoundedWriter(cur))
                     )
-                for rows in _chunks(synthetic.iter_caregivers(n_patients, seed, ref)):
-                    sinks["caregivers"].write(synthetic.csv_text(rows))
-                    counts["caregivers"] += len(rows)
-                for block in synthetic.iter_csv_blocks(n_patients, seed, reference=ref):
+                if "caregivers" in sinks:
+                    for rows in _chunks(synthetic.iter_caregivers(n_patients, seed, ref)):
+                        sinks["caregivers"].write(synthetic.csv_text(rows))
+                        counts["caregivers"] += len(rows)
+                per_patient = [t for t in tables if t in synthetic.PATIENT_TABLES]
+                for block in synthetic.iter_csv_blocks(
+                    n_patients, seed, tables=per_patient, reference=ref
+                ):
                     for table, (rows, text) in block.items():
                         sinks[table].write(text)
                         counts[table] += rows
@@ -248,7 +263,7 @@ def create_in_database(
         if indexes:
             _build_indexes(url, indexes, quiet)
     with psycopg.connect(url, autocommit=True) as conn:
-        for table in GENERATED_TABLES:
+        for table in tables:
             conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
     return counts
 
@@ -383,6 +398,11 @@ def main(argv: list[str] | None = None) -> int:
         help="learn from this MIMIC-III demo folder (default: $MIMIC_DEMO_DIR when it holds"
         " the demo, else the statistics shipped in test/utils/mimic_reference.json.gz)",
     )
+    parser.add_argument(
+        "--tables",
+        default=",".join(GENERATED_TABLES),
+        help="comma-separated tables to generate (default all; patients always)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
 
@@ -436,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
                 replace=args.replace,
                 demo_dir=args.demo_dir,
                 quiet=args.quiet,
+                tables=tuple(t.strip() for t in args.tables.split(",") if t.strip()),
             )
             _print_counts(counts, dbutil.redact(url), started)
     except (OSError, ValueError, psycopg.Error) as exc:
