@@ -16,14 +16,12 @@ import contextlib
 import io
 import json
 import shutil
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paramiko
 import psycopg
 import requests
 from confluent_kafka.admin import AdminClient
@@ -34,13 +32,12 @@ from river.mapping import load_mappings
 from river.scripts import ScriptRegistry
 from test.conftest import KAFKA, ROOT, scratch_database
 from test.e2e.conftest import Pipeline, make_pipeline
-from test.utils.create_file_stfp import sftp_settings
+from test.utils.create_file_stfp import make_upload_folder, remove_upload_folder
 from test.utils.create_records_db import create_in_database
 
 CONNECT = "http://127.0.0.1:8083"
 SOURCES = ROOT / "kafka_connect_connectors" / "sources"
 EXAMPLES = ROOT / "examples" / "mappings"
-WAIT = 60.0
 
 
 @dataclass
@@ -75,30 +72,6 @@ class Live:
 
     def errors(self, batch_id: str) -> list[dict]:
         return self.pipeline.request("GET", f"/batches/{batch_id}/errors").json()["items"]
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.1)
-
-
-def sftp() -> tuple[paramiko.Transport, paramiko.SFTPClient]:
-    host, port, user, password = sftp_settings()
-    transport = paramiko.Transport((host, port))
-    transport.connect(username=user, password=password)
-    return transport, paramiko.SFTPClient.from_transport(transport)
-
-
-def sftp_list(folder: str) -> list[str]:
-    transport, client = sftp()
-    with contextlib.closing(transport):
-        return sorted(client.listdir(folder))
 
 
 class StackMissing(Exception):
@@ -148,10 +121,7 @@ def live_pipeline(tmp: Path, topic_prefix: str, patients: int = 20) -> Iterator[
         files = [tmp / "cdc.json", tmp / "csv.json"]
         files[0].write_text(json.dumps(cdc))
         files[1].write_text(json.dumps(csv))
-        transport, client = sftp()
-        with contextlib.closing(transport):
-            for folder in ("", "/data", "/finished", "/error"):
-                client.mkdir(sftp_root + folder)
+        make_upload_folder(sftp_root)
         plans = load_mappings(mappings, ScriptRegistry.default())
         ids = {
             plan.resource_id: (lambda key, ref=plan.logical_reference: fhir_id(ref, key))
@@ -189,10 +159,4 @@ def _clean_up(r: Live) -> None:
         for future in admin.delete_topics(mine).values():
             future.result(10)
     with contextlib.suppress(Exception):
-        transport, client = sftp()
-        with contextlib.closing(transport):
-            for folder in ("/data", "/finished", "/error"):
-                for name in client.listdir(r.sftp_root + folder):
-                    client.remove(f"{r.sftp_root}{folder}/{name}")
-                client.rmdir(r.sftp_root + folder)
-            client.rmdir(r.sftp_root)
+        remove_upload_folder(r.sftp_root)

@@ -18,10 +18,10 @@ import uuid
 import pytest
 from confluent_kafka import Consumer
 
-from test.conftest import KAFKA
-from test.e2e.live import Live, StackMissing, live_pipeline, sftp_list, wait_for
+from test.conftest import KAFKA, wait_for
+from test.e2e.live import Live, StackMissing, live_pipeline
 from test.e2e.stack import start_stack, stop_connect
-from test.utils.create_file_stfp import upload
+from test.utils.create_file_stfp import list_folder, upload
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +201,7 @@ def test_a_csv_file_becomes_resources_and_moves_to_finished(live, tmp_path):
     )
     assert second["deceasedDateTime"].startswith("2140-01-01")
     wait_for(
-        "the file in finished", lambda: "patients.csv" in sftp_list(f"{live.sftp_root}/finished")
+        "the file in finished", lambda: "patients.csv" in list_folder(f"{live.sftp_root}/finished")
     )
     errors = wait_for("the ragged row's error", lambda: live.errors(live.csv_batch))
     assert [(e["primary_key_value"], e["message"]) for e in errors] == [
@@ -218,7 +218,7 @@ def test_a_malformed_csv_goes_to_error_and_nothing_else_moves(live, tmp_path):
     upload(broken, f"{live.sftp_root}/data")
     wait_for(
         "the malformed file in error",
-        lambda: "patients.csv" in sftp_list(f"{live.sftp_root}/error"),
+        lambda: "patients.csv" in list_folder(f"{live.sftp_root}/error"),
     )
     time.sleep(1)
     assert live.progress(live.csv_batch) == before

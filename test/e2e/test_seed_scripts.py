@@ -18,7 +18,7 @@ from adapters.connect import push
 from river.identity import fhir_id
 from river.mapping import load_mappings
 from river.scripts import ScriptRegistry
-from test.e2e.live import wait_for
+from test.conftest import wait_for
 from test.integration.test_stack import ROOT, S
 
 API = f"http://127.0.0.1:{S['API_PORT']}"

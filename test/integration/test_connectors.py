@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,15 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import paramiko
 import psycopg
 import pytest
 import requests
 
 from adapters import connect as connectors
 from adapters.connect import load_file, mask_config, mask_secrets, push, remove
+from test.conftest import wait_for
 from test.integration.test_stack import ROOT, S
-from test.utils.create_file_stfp import upload
+from test.utils.create_file_stfp import (
+    list_folder,
+    make_upload_folder,
+    remove_upload_folder,
+    upload,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -89,31 +93,6 @@ class Run:
             code = function(*args, out=out)
         self.printed += [out.getvalue(), err.getvalue()]
         return code, out.getvalue(), err.getvalue()
-
-
-def sftp_client() -> tuple[paramiko.Transport, paramiko.SFTPClient]:
-    transport = paramiko.Transport(socket.create_connection(("127.0.0.1", int(S["SFTP_PORT"])), 10))
-    transport.connect(username=S["SFTP_USER"], password=S["SFTP_PASSWORD"])
-    return transport, paramiko.SFTPClient.from_transport(transport)
-
-
-def sftp_list(folder: str) -> list[str]:
-    transport, sftp = sftp_client()
-    try:
-        return sorted(sftp.listdir(folder))
-    finally:
-        transport.close()
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.1)
 
 
 def consumer(topic: str):
@@ -187,12 +166,7 @@ def run(tmp_path_factory) -> Iterator[Run]:
             config["config"][key] = "127.0.0.1"
     r.files[0].write_text(json.dumps(r.cdc))
     r.files[1].write_text(json.dumps(r.sftp))
-    transport, sftp = sftp_client()
-    try:
-        for folder in ("", "/data", "/finished", "/error"):
-            sftp.mkdir(r.sftp_root + folder)
-    finally:
-        transport.close()
+    make_upload_folder(r.sftp_root)
     try:
         yield r
     finally:
@@ -230,13 +204,7 @@ def _clean_up(r: Run) -> None:
         for future in admin.delete_topics(mine).values():
             future.result(10)
     with contextlib.suppress(Exception):
-        transport, sftp = sftp_client()
-        with contextlib.closing(transport):
-            for folder in ("/data", "/finished", "/error"):
-                for name in sftp.listdir(r.sftp_root + folder):
-                    sftp.remove(f"{r.sftp_root}{folder}/{name}")
-                sftp.rmdir(r.sftp_root + folder)
-            sftp.rmdir(r.sftp_root)
+        remove_upload_folder(r.sftp_root)
 
 
 # --- the tests, in order: push, use, remove --------------------------------------------------
@@ -342,8 +310,8 @@ def test_a_csv_file_arrives_as_rows_and_moves_to_finished(run, tmp_path):
         ["900000001", "F", "a, quoted"],
         ["900000002", "M", ""],
     ]
-    wait_for("the file in finished", lambda: csv.name in sftp_list(f"{run.sftp_root}/finished"))
-    assert sftp_list(f"{run.sftp_root}/data") == []
+    wait_for("the file in finished", lambda: csv.name in list_folder(f"{run.sftp_root}/finished"))
+    assert list_folder(f"{run.sftp_root}/data") == []
 
 
 def test_a_malformed_csv_goes_to_error_and_the_connector_goes_on(run, tmp_path):
@@ -355,7 +323,7 @@ def test_a_malformed_csv_goes_to_error_and_the_connector_goes_on(run, tmp_path):
     try:
         upload(bad, f"{run.sftp_root}/data")
         wait_for(
-            "the malformed file in error", lambda: bad.name in sftp_list(f"{run.sftp_root}/error")
+            "the malformed file in error", lambda: bad.name in list_folder(f"{run.sftp_root}/error")
         )
         started = time.monotonic()
         upload(good, f"{run.sftp_root}/data")
@@ -367,7 +335,7 @@ def test_a_malformed_csv_goes_to_error_and_the_connector_goes_on(run, tmp_path):
         c.close()
     assert bad.name not in keys  # nothing sent for it
     wait_for(
-        "the good file in finished", lambda: good.name in sftp_list(f"{run.sftp_root}/finished")
+        "the good file in finished", lambda: good.name in list_folder(f"{run.sftp_root}/finished")
     )
     status = requests.get(f"{CONNECT}/connectors/{run.sftp['name']}/status", timeout=5).json()
     assert [t["state"] for t in status["tasks"]] == ["RUNNING"]

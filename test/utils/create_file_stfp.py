@@ -26,6 +26,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import paramiko
@@ -75,6 +76,47 @@ def _connect(host: str, port: int, user: str, password: str) -> paramiko.Transpo
         transport.close()
         raise
     return transport
+
+
+@contextlib.contextmanager
+def sftp_session(
+    host: str | None = None,
+    port: int | None = None,
+    user: str | None = None,
+    password: str | None = None,
+) -> Iterator[paramiko.SFTPClient]:
+    """An SFTP session on the server the arguments (else the environment) name."""
+    transport = _connect(*sftp_settings(host, port, user, password))
+    try:
+        yield paramiko.SFTPClient.from_transport(transport)
+    finally:
+        transport.close()
+
+
+def list_folder(folder: str) -> list[str]:
+    with sftp_session() as sftp:
+        return sorted(sftp.listdir(folder))
+
+
+UPLOAD_FOLDERS = ("data", "finished", "error")
+
+
+def make_upload_folder(root: str) -> None:
+    """`root` laid out as the stack's upload/: data (polled), finished and error."""
+    with sftp_session() as sftp:
+        sftp.mkdir(root)
+        for folder in UPLOAD_FOLDERS:
+            sftp.mkdir(f"{root}/{folder}")
+
+
+def remove_upload_folder(root: str) -> None:
+    """Remove what make_upload_folder made, and the files in it."""
+    with sftp_session() as sftp:
+        for folder in UPLOAD_FOLDERS:
+            for name in sftp.listdir(f"{root}/{folder}"):
+                sftp.remove(f"{root}/{folder}/{name}")
+            sftp.rmdir(f"{root}/{folder}")
+        sftp.rmdir(root)
 
 
 def upload(
