@@ -16,7 +16,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 
 from test.conftest import KAFKA, wait_for
 from test.e2e.live import Live, StackMissing, live_pipeline
@@ -243,3 +243,18 @@ def test_a_live_batch_cannot_be_canceled(live):
     answer = live.pipeline.request("DELETE", f"/batches/{live.cdc_batch}")
     assert answer.status_code == 409
     assert "follows a live source" in answer.text
+
+
+def test_a_malformed_message_on_a_connector_topic_is_an_error_and_the_rest_flows(live):
+    topic = f"{live.cdc['config']['topic.prefix']}.public.patients"
+    producer = Producer({"bootstrap.servers": KAFKA})
+    producer.produce(topic, b"not a change", b'{"row_id": 1}')
+    producer.flush(10)
+    insert_patient(live, 7_000_500, "F")
+    wait_for("the patient inserted after it", lambda: gender_of(live, 7_000_500) == "female")
+    (error,) = wait_for(
+        "the malformed message's error",
+        lambda: [e for e in live.errors(live.cdc_batch) if "not JSON" in e["message"]],
+    )
+    assert error["message"].startswith(f"topic {topic}, partition ")
+    assert error["stage"] == "extract"
