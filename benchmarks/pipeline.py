@@ -1,20 +1,28 @@
 """End-to-end speed of the pipeline, beside what its bare parts give here.
 
-    .venv/bin/python benchmarks/pipeline.py [--patients 20000]   (the stack must run: make start)
+    .venv/bin/python benchmarks/pipeline.py [--patients 20000] [--transformers 1] [--loaders 1]
+    (the stack must run: make start)
 
 1. Makes `--patients` synthetic patients in a scratch source database.
-2. Starts the four services (own topics, own scratch FHIR store) and runs one
-   batch of the example mapping (Patient, Encounter, Condition): resources per
-   second from POST /batch to completed, and each service's peak memory.
+2. Starts the four services (own topics, own scratch FHIR store; `--transformers`
+   and `--loaders` processes of those two, sharing their topics' 3 partitions) and
+   runs one batch of the example mapping (Patient, Encounter, Condition): resources
+   per second from POST /batch to completed, each process's CPU time over the
+   batch and its peak memory, and how busy the machine was meanwhile.
 3. The bare parts with the same documents: Kafka produce + consume (+ JSON
    parse), and the PostgreSQL store's bulk upsert.
 4. Preview latency for 10 primary keys, p50 and p95 over 100 calls.
 Target: 3,000 resources/s or more, and at least half of the slower bare part.
+
+One process per service is the default because it measured best here: the
+machine (2 cores) is busy throughout, so a second transformer or loader adds
+no CPU, only overhead (smaller polls, more Kafka requests and commits).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -45,19 +53,54 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(idle, total) CPU ticks of the machine so far, every core together."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return ticks[3] + ticks[4], sum(ticks)  # idle + iowait
+
+
 def pipeline_run(
-    source_url: str, store_url: str, prefix: str, workdir: Path
-) -> tuple[int, float, dict, list]:
+    source_url: str,
+    store_url: str,
+    prefix: str,
+    workdir: Path,
+    transformers: int = 1,
+    loaders: int = 1,
+) -> tuple[int, float, dict, dict, float, list]:
     pipeline = make_pipeline(workdir, prefix, store_url, source_url)
     pipeline.env["MAPPINGS"] = str(EXAMPLE)
     pipeline.env["CONCEPT_MAPS"] = str(ROOT / "examples" / "concept_maps")
     pipeline.start()
+    for i in range(2, transformers + 1):
+        pipeline.start_copy("transformer", f"transformer-{i}")
+    for i in range(2, loaders + 1):
+        pipeline.start_copy("loader", f"loader-{i}")
     try:
+        # Measured from a pipeline ready to work: every process has its partitions.
+        for service, members in (
+            ("extractor", 1),
+            ("transformer", transformers),
+            ("loader", loaders),
+        ):
+            pipeline.wait_for_group(service, members=members)
+        cpu_before = {name: cpu_seconds(p.pid) for name, p in pipeline.processes.items()}
+        ticks_before = machine_ticks()
         started = time.perf_counter()
         batch_id = pipeline.batch(RESOURCES)
         state = pipeline.wait(batch_id, timeout=7200)
         seconds = time.perf_counter() - started
+        idle, total = (now - then for now, then in zip(machine_ticks(), ticks_before, strict=True))
+        busy = 1 - idle / total if total else 0.0
         loaded = sum(r["loaded"] for r in state["resources"])
+        cpu = {
+            name: cpu_seconds(p.pid) - cpu_before[name] for name, p in pipeline.processes.items()
+        }
         memory = {name: peak_rss_mb(p.pid) for name, p in pipeline.processes.items()}
         latencies = []
         with psycopg.connect(source_url) as connection:
@@ -76,7 +119,7 @@ def pipeline_run(
             )
             latencies.append(time.perf_counter() - t0)
             assert answer.status_code == 200 and len(answer.json()["instances"]) == 10
-        return loaded, seconds, memory, latencies
+        return loaded, seconds, cpu, memory, busy, latencies
     finally:
         pipeline.stop()
         pipeline.store.close()
@@ -147,7 +190,11 @@ def bare_store(documents: list[dict]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=20_000)
+    parser.add_argument("--transformers", type=int, default=1, help="transformer processes")
+    parser.add_argument("--loaders", type=int, default=1, help="loader processes")
     args = parser.parse_args()
+    if args.transformers < 1 or args.loaders < 1:
+        parser.error("--transformers and --loaders take 1 or more")
     prefix = f"bench-{uuid.uuid4().hex[:8]}-"
     with kafka_topics(prefix):
         with (
@@ -174,8 +221,13 @@ def main() -> None:
                 f"in {time.perf_counter() - t0:.0f} s"
             )
             with tempfile.TemporaryDirectory() as workdir:
-                loaded, seconds, memory, latencies = pipeline_run(
-                    source_url, store_url, prefix, Path(workdir)
+                loaded, seconds, cpu, memory, busy, latencies = pipeline_run(
+                    source_url,
+                    store_url,
+                    prefix,
+                    Path(workdir),
+                    transformers=args.transformers,
+                    loaders=args.loaders,
                 )
             rate = loaded / seconds
             documents = sample_documents(store_url, min(loaded, 100_000))
@@ -184,8 +236,17 @@ def main() -> None:
         ceiling = min(kafka_rate, store_rate)
         quantiles = statistics.quantiles(latencies, n=20)
         print(
+            f"pipeline: api, extractor, {args.transformers} transformer(s), "
+            f"{args.loaders} loader(s), {os.cpu_count()} cores"
+        )
+        print(
             f"pipeline: {loaded:,} resources in {seconds:.1f} s = {rate:,.0f} resources/s "
             "(target 3,000)"
+        )
+        print(
+            "CPU time over the batch (s): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+            + f"; the machine was {busy:.0%} busy (every process, ours or not)"
         )
         print(f"bare Kafka produce+consume+parse: {kafka_rate:,.0f} messages/s")
         print(f"bare PostgreSQL store bulk upsert: {store_rate:,.0f} resources/s")

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 import requests
+from confluent_kafka import ConsumerGroupState
+from confluent_kafka.admin import AdminClient
 
 from adapters.store import FhirStore, open_store
 from test.conftest import (
@@ -137,6 +139,29 @@ class Pipeline:
                 return
             assert time.monotonic() < deadline, f"batch {batch_id} extracted nothing in {timeout} s"
             time.sleep(0.05)
+
+    def wait_for_group(
+        self, service: str, members: int = 1, timeout: float = 60
+    ) -> dict[str, list[int]]:
+        """member id -> its partitions, once the consumer group of `service` is stable
+        with `members` members (its processes), each owning at least one partition."""
+        group = f"{self.env['KAFKA_TOPIC_PREFIX']}fhir-river-{service}"
+        admin = AdminClient({"bootstrap.servers": KAFKA})
+        deadline = time.monotonic() + timeout
+        while True:
+            description = admin.describe_consumer_groups([group])[group].result(10)
+            owned = {
+                m.member_id: sorted(tp.partition for tp in m.assignment.topic_partitions)
+                for m in description.members
+            }
+            if (
+                description.state == ConsumerGroupState.STABLE
+                and len(owned) == members
+                and all(owned.values())
+            ):
+                return owned
+            assert time.monotonic() < deadline, f"group {group}: {description.state}, {owned}"
+            time.sleep(0.5)
 
     def _wait_for_api(self) -> None:
         deadline = time.monotonic() + 60

@@ -3,6 +3,7 @@ MIMIC-III demo and the mimic-demo.json mappings, as a user drives it over HTTP."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -12,7 +13,8 @@ import uuid
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from river.concept_maps import ConceptMaps
 from river.engine import Engine
@@ -194,6 +196,109 @@ def test_invalid_instances_are_listed_and_retry_loads_exactly_them(pipeline, tmp
     state = pipeline.wait(retried.json()["batch_id"])
     c = resource_counts(state)[BAD_GENDER]
     assert (c["expected"], c["created"], c["failed"]) == (100, 100, 0)
+
+
+def committed(group: str) -> dict[int, int]:
+    """partition -> the group's committed offset, -1 if none (the group consumes one
+    topic of 3 partitions)."""
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    found = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
+    offsets = {tp.partition: tp.offset for tp in found[group].result(10).topic_partitions}
+    return {p: offsets.get(p, -1) for p in range(3)}
+
+
+class TopicReader:
+    """The events a topic receives from now on (one partition count: 3)."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": KAFKA,
+                "group.id": f"e2e-reader-{uuid.uuid4().hex}",  # assigned: never joins
+                "enable.auto.commit": False,
+            }
+        )
+        self.position = self._ends()
+        self.consumer.assign([TopicPartition(topic, p, o) for p, o in self.position.items()])
+        self.events: list[dict] = []
+
+    def _ends(self) -> dict[int, int]:
+        """partition -> its high watermark (the offset its next message will take)."""
+        return {
+            p: self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
+            for p in range(3)
+        }
+
+    def batch_events(self, batch_id: str, total: int, timeout: float = 60) -> list[dict]:
+        """The events of `batch_id` up to the topic's end, once there are `total` of them
+        (a loader sends its load events just after counting them in the store)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            end = self._ends()
+            while any(self.position[p] < end[p] for p in end):
+                assert time.monotonic() < deadline, f"{self.topic}: at {self.position}, end {end}"
+                for message in self.consumer.consume(1000, 0.5):
+                    if message.error() is not None:
+                        continue
+                    self.position[message.partition()] = message.offset() + 1
+                    with contextlib.suppress(TypeError, ValueError):  # not an event: skip it
+                        self.events.append(json.loads(message.value()))
+            found = [e for e in self.events if e.get("batch_id") == batch_id]
+            if len(found) >= total or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def test_two_copies_of_transformer_and_loader_share_the_work(pipeline, expected):
+    """A second transformer and a second loader join their services' consumer groups:
+    each copy takes partitions and handles messages, and every instance is
+    transformed once and loaded once."""
+    prefix = pipeline.env["KAFKA_TOPIC_PREFIX"]
+    groups = {stage: f"{prefix}fhir-river-{stage}" for stage in ("transformer", "loader")}
+    pipeline.start_copy("transformer", "transformer-2")
+    pipeline.start_copy("loader", "loader-2")
+    try:
+        owners = {stage: pipeline.wait_for_group(stage, members=2) for stage in groups}
+        before = {stage: committed(group) for stage, group in groups.items()}
+        readers = {topic: TopicReader(prefix + topic) for topic in ("transform", "load")}
+        resources = [MEDICATION_REQUEST, DIAGNOSIS]
+        batch_id = pipeline.batch(resources)
+        state = pipeline.wait(batch_id)
+        assert state["status"] == "completed"
+        for c in state["resources"]:
+            n = expected[c["resource_id"]]
+            assert (c["expected"], c["extracted"], c["transformed"]) == (n, n, n), c
+            assert (c["created"] + c["updated"], c["failed"]) == (n, 0), c
+
+        # Each instance transformed once and loaded once: no copy handled another's messages.
+        total = sum(expected[r] for r in resources)
+        transformed = readers["transform"].batch_events(batch_id, total)
+        loaded = readers["load"].batch_events(batch_id, total)
+        for reader in readers.values():
+            reader.close()
+        assert len(transformed) == len({e["fhir_object"]["id"] for e in transformed}) == total
+        assert len(loaded) == len({(e["resource_type"], e["id"]) for e in loaded}) == total
+
+        # Both copies of each service owned partitions throughout and committed there.
+        for stage, group in groups.items():
+            assert pipeline.wait_for_group(stage, members=2) == owners[stage]
+            after = committed(group)
+            for member, partitions in owners[stage].items():
+                assert any(after[p] > before[stage][p] for p in partitions), (
+                    f"{stage} member {member} handled nothing on {partitions}: "
+                    f"{before[stage]} -> {after}"
+                )
+        for key in ("transformer-2", "loader-2"):
+            assert pipeline.processes[key].poll() is None, pipeline.log(key)[-2000:]
+            assert f"{pipeline.services[key]} consuming" in pipeline.log(key)
+    finally:
+        pipeline.stop("transformer-2", "loader-2")
+        for stage in groups:  # the first copies take every partition back
+            pipeline.wait_for_group(stage, members=1)
 
 
 @pytest.mark.parametrize("service", ["extractor", "transformer", "loader", "api"])
