@@ -17,7 +17,6 @@ does not grow with the batch either; the store keeps every resource.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.pipeline import make_source  # noqa: E402
 from test.conftest import kafka_topics, scratch_database  # noqa: E402
 from test.e2e.conftest import make_pipeline  # noqa: E402
 
@@ -55,25 +55,7 @@ def main() -> None:
         scratch_database("river_bench_mem_source") as source_url,
         scratch_database("river_bench_mem_store") as store_url,
     ):
-        t0 = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "test/utils/create_records_db.py"),
-                "--patients",
-                str(args.patients),
-                "--seed",
-                "1",
-                "--replace",
-                "--tables",
-                "patients,admissions,diagnoses_icd",
-                "--db-url",
-                source_url,
-                "--quiet",
-            ],
-            check=True,
-        )
-        print(f"source: {args.patients:,} patients made in {time.perf_counter() - t0:.0f} s")
+        make_source(source_url, args.patients, "patients,admissions,diagnoses_icd")
         pipeline = make_pipeline(Path(tmp), prefix, store_url, source_url)
         pipeline.env["MAPPINGS"] = str(EXAMPLE)
         pipeline.env["CONCEPT_MAPS"] = str(ROOT / "examples" / "concept_maps")

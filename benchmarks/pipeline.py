@@ -65,6 +65,22 @@ def machine_ticks() -> tuple[int, int]:
     return ticks[3] + ticks[4], sum(ticks)  # idle + iowait
 
 
+def make_source(url: str, patients: int, tables: str | None = None) -> None:
+    """`patients` synthetic patients (seed 1) in the database at `url`, with the rows
+    of `tables` (comma-separated; default all), made by test/utils/create_records_db.py."""
+    t0 = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "test/utils/create_records_db.py"),
+            *("--patients", str(patients), "--seed", "1", "--db-url", url, "--quiet"),
+            *(("--replace", "--tables", tables) if tables else ()),
+        ],
+        check=True,
+    )
+    print(f"source: {patients:,} synthetic patients made in {time.perf_counter() - t0:.0f} s")
+
+
 def pipeline_run(
     source_url: str,
     store_url: str,
@@ -201,25 +217,7 @@ def main() -> None:
             scratch_database("river_bench_source") as source_url,
             scratch_database("river_bench_store") as store_url,
         ):
-            t0 = time.perf_counter()
-            subprocess.run(
-                [
-                    sys.executable,
-                    str(ROOT / "test/utils/create_records_db.py"),
-                    "--patients",
-                    str(args.patients),
-                    "--seed",
-                    "1",
-                    "--db-url",
-                    source_url,
-                    "--quiet",
-                ],
-                check=True,
-            )
-            print(
-                f"source: {args.patients:,} synthetic patients made "
-                f"in {time.perf_counter() - t0:.0f} s"
-            )
+            make_source(source_url, args.patients)
             with tempfile.TemporaryDirectory() as workdir:
                 loaded, seconds, cpu, memory, busy, latencies = pipeline_run(
                     source_url,

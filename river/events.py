@@ -82,6 +82,7 @@ _REQUIRED = {
     name: [f.name for f in fields(kind) if f.default is MISSING]
     for name, kind in EVENT_TYPES.items()
 }
+_FIELDS = {name: frozenset(f.name for f in fields(kind)) for name, kind in EVENT_TYPES.items()}
 
 
 def instance_key(resource_id: str, primary_key_value: Any) -> bytes:
@@ -107,8 +108,11 @@ def decode(topic: str, value: bytes | None) -> Event:
     missing = [name for name in _REQUIRED[topic] if name not in data]
     if missing:
         raise BadEvent(f"message on topic {topic} lacks {', '.join(missing)}")
-    known = {f.name for f in fields(kind)}
-    event = kind(**{k: v for k, v in data.items() if k in known})
+    known = _FIELDS[topic]
+    if data.keys() <= known:
+        event = kind(**data)
+    else:  # fields this version does not know are ignored
+        event = kind(**{k: v for k, v in data.items() if k in known})
     _check_types(topic, event)
     return event
 
