@@ -81,8 +81,12 @@ class LiveFollower:
             try:
                 change = parse_change(message.value)
             except BadChange as error:
+                # Its position stands for the primary key: each bad message is its own error.
                 where = f"topic {message.topic}, partition {message.partition}"
-                self._error(out, source, None, None, f"{where}, offset {message.offset}: {error}")
+                position = f"{message.topic}:{message.partition}:{message.offset}"
+                self._error(
+                    out, source, None, position, f"{where}, offset {message.offset}: {error}"
+                )
                 continue
             if change is None:
                 continue  # the tombstone after a delete: the delete itself did the work
