@@ -248,13 +248,18 @@ def test_a_live_batch_cannot_be_canceled(live):
 def test_a_malformed_message_on_a_connector_topic_is_an_error_and_the_rest_flows(live):
     topic = f"{live.cdc['config']['topic.prefix']}.public.patients"
     producer = Producer({"bootstrap.servers": KAFKA})
-    producer.produce(topic, b"not a change", b'{"row_id": 1}')
+    for _ in range(2):
+        producer.produce(topic, b"not a change", b'{"row_id": 1}')
     producer.flush(10)
     insert_patient(live, 7_000_500, "F")
     wait_for("the patient inserted after it", lambda: gender_of(live, 7_000_500) == "female")
-    (error,) = wait_for(
-        "the malformed message's error",
-        lambda: [e for e in live.errors(live.cdc_batch) if "not JSON" in e["message"]],
-    )
-    assert error["message"].startswith(f"topic {topic}, partition ")
-    assert error["stage"] == "extract"
+
+    def malformed() -> list[dict]:
+        errors = [e for e in live.errors(live.cdc_batch) if "not JSON" in e["message"]]
+        return errors if len(errors) >= 2 else []
+
+    errors = wait_for("the malformed messages' errors", malformed)
+    assert len(errors) == 2  # each its own error, named by its position
+    for error in errors:
+        assert error["message"].startswith(f"topic {topic}, partition ")
+        assert error["stage"] == "extract" and error["primary_key_value"].startswith(topic)
