@@ -404,7 +404,9 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json(_ref("Batch"), "The batch, canceled (again: the same answer)."),
                 "404": _NO_BATCH,
-                "409": _outcome("The batch has already ended."),
+                "409": _outcome(
+                    "The batch has already ended, or it follows a live source (live-<connector>)."
+                ),
                 "503": _UNAVAILABLE,
                 "500": _INTERNAL,
             },
@@ -434,7 +436,8 @@ PATHS: dict[str, Any] = {
     "/batches/{batch_id}/retry": {
         "post": {
             "summary": "A new batch over exactly the failed instances of an ended batch.",
-            "description": "Resources that could not run at all are run again whole.",
+            "description": "Resources that could not run at all are run again whole. A live"
+            " batch (live-<connector>) never ends: its failed instances are retried at any time.",
             "parameters": [_BATCH_ID],
             "responses": {
                 "200": _json(_ref("BatchCreated"), "The new batch."),

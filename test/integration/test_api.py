@@ -765,6 +765,21 @@ def test_cancel(api, store):
     assert api.get(f"/batches/{ended}").json["status"] == "completed"
 
 
+def test_a_live_batch_is_retried_while_it_runs_and_is_never_canceled(api, store, batch_topic):
+    live = f"live-test-{uuid.uuid4().hex[:8]}"
+    store.create_batch(live, [FEAT_6], live=True)
+    store.add_extracted(live, FEAT_6, 3)
+    fail(store, live, FEAT_6, ["10006"])
+    assert_outcome(api.delete(f"/batches/{live}"), 409, "conflict", "follows a live source")
+    answer = api.post(f"/batches/{live}/retry")
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    retry_id = answer.json["batch_id"]
+    assert answer.json["instances"] == {FEAT_6: 1} and answer.json["retry_of"] == live
+    [(_, event)] = batch_topic.of(retry_id, 1)
+    assert event == events.BatchEvent(retry_id, FEAT_6, ["10006"])
+    assert api.get(f"/batches/{live}").json["status"] == "running"
+
+
 # --- FHIR reads -----------------------------------------------------------------------------
 
 
