@@ -153,6 +153,13 @@ def _clean_up(r: Live) -> None:
     for name in (r.cdc["name"], r.csv["name"]):
         with contextlib.suppress(Exception):
             remove(CONNECT, name, r.source_url, out=io.StringIO())
+    # Were the connector gone already, its slot would keep the server's WAL forever.
+    with contextlib.suppress(Exception), psycopg.connect(r.source_url, autocommit=True) as db:
+        slot = r.cdc["config"]["slot.name"]
+        if db.execute(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s AND NOT active", [slot]
+        ).fetchone():
+            db.execute("SELECT pg_drop_replication_slot(%s)", [slot])
     with contextlib.suppress(Exception):
         admin = AdminClient({"bootstrap.servers": KAFKA})
         mine = [t for t in admin.list_topics(timeout=10).topics if f"river-e2e-{r.suffix}" in t]
