@@ -32,18 +32,12 @@ KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 
 
 @contextmanager
-def kafka_topics(
-    prefix: str, topics: tuple[str, ...] = TOPICS, config: dict[str, str] | None = None
-) -> Iterator[list[str]]:
+def kafka_topics(prefix: str, topics: tuple[str, ...] = TOPICS) -> Iterator[list[str]]:
     """The pipeline's topics under `prefix` (3 partitions, as the stack makes
-    them; `config`: topic settings), deleted after: each test run has topics
-    nobody else reads."""
+    them), deleted after: each test run has topics nobody else reads."""
     admin = AdminClient({"bootstrap.servers": KAFKA})
     names = [prefix + topic for topic in topics]
-    new = [
-        NewTopic(name, num_partitions=3, replication_factor=1, config=config or {})
-        for name in names
-    ]
+    new = [NewTopic(name, num_partitions=3, replication_factor=1) for name in names]
     for future in admin.create_topics(new).values():
         future.result(30)
     try:
