@@ -47,6 +47,7 @@ from river.errors import (
     SourceUnavailable,
     UnknownResource,
 )
+from river.live import CSV
 
 log = logging.getLogger("river.api")
 blueprint = Blueprint("batches", __name__)
@@ -189,6 +190,14 @@ def retry_batch(batch_id: str) -> Response:
             409,
             CONFLICT,
             f"batch {batch_id} is still running: retry it once it has ended (or cancel it)",
+        )
+    source = river.live_source(batch_id) if state.live else None
+    if source is not None and source.kind == CSV:
+        raise ApiError(
+            409,
+            CONFLICT,
+            f"batch {batch_id} follows the CSV files of connector {source.name}: their rows"
+            " are in no database to extract again; upload the corrected file to retry them",
         )
     keys: PrimaryKeys = {}
     # A resource that could not run at all (a missing table...) is run again whole.

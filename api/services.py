@@ -21,6 +21,8 @@ from adapters.kafka import EventProducer, KafkaUnavailable
 from adapters.store import FhirStore
 from api.scrub import Secrets, url_password
 from river.engine import Engine
+from river.errors import RiverError
+from river.live import LiveSource, live_sources
 from river.settings import Settings
 
 log = logging.getLogger("river.api")
@@ -42,8 +44,21 @@ class Services:
         self._producer = producer
         self._own_producer = producer is None
         self._admin: AdminClient | None = None
+        self._live: dict[str, LiveSource] | None = None
         self._lock = threading.Lock()
         self.secrets = Secrets(_secrets_of(settings, engine))
+
+    def live_source(self, batch_id: str) -> LiveSource | None:
+        """The live source (LIVE_SOURCES) whose work runs under `batch_id`, if any."""
+        with self._lock:
+            if self._live is None:
+                try:
+                    found = live_sources(self.settings.live_sources, self.engine.mappings)
+                except RiverError as error:  # the extractor refuses to start and says why
+                    log.warning("%s", error)
+                    found = []
+                self._live = {source.batch_id: source for source in found}
+            return self._live.get(batch_id)
 
     def producer(self) -> EventProducer:
         with self._lock:

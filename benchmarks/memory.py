@@ -59,9 +59,8 @@ def main() -> None:
         pipeline = make_pipeline(Path(tmp), prefix, store_url, source_url)
         pipeline.env["MAPPINGS"] = str(EXAMPLE)
         pipeline.env["CONCEPT_MAPS"] = str(ROOT / "examples" / "concept_maps")
-        pipeline.start()
         samples: list[tuple[float, float, dict[str, float]]] = []
-        try:
+        with pipeline:
             started = time.perf_counter()
             batch_id = pipeline.batch(RESOURCES)
             print(f"{'s':>6} {'done':>6} " + " ".join(f"{s:>11}" for s in SERVICES) + "   (MB)")
@@ -82,9 +81,6 @@ def main() -> None:
             seconds = time.perf_counter() - started
             loaded = sum(r["loaded"] for r in state["resources"])
             peaks = {s: memory_mb(p.pid, "VmHWM") for s, p in pipeline.processes.items()}
-        finally:
-            pipeline.stop()
-            pipeline.store.close()
     print(
         f"\nbatch {state['status']}: {loaded:,} resources in {seconds:.0f} s"
         f" ({loaded / seconds:,.0f}/s)"

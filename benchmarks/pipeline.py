@@ -92,12 +92,11 @@ def pipeline_run(
     pipeline = make_pipeline(workdir, prefix, store_url, source_url)
     pipeline.env["MAPPINGS"] = str(EXAMPLE)
     pipeline.env["CONCEPT_MAPS"] = str(ROOT / "examples" / "concept_maps")
-    pipeline.start()
-    for i in range(2, transformers + 1):
-        pipeline.start_copy("transformer", f"transformer-{i}")
-    for i in range(2, loaders + 1):
-        pipeline.start_copy("loader", f"loader-{i}")
-    try:
+    with pipeline:
+        for i in range(2, transformers + 1):
+            pipeline.start_copy("transformer", f"transformer-{i}")
+        for i in range(2, loaders + 1):
+            pipeline.start_copy("loader", f"loader-{i}")
         # Measured from a pipeline ready to work: every process has its partitions.
         for service, members in (
             ("extractor", 1),
@@ -136,9 +135,6 @@ def pipeline_run(
             latencies.append(time.perf_counter() - t0)
             assert answer.status_code == 200 and len(answer.json()["instances"]) == 10
         return loaded, seconds, cpu, memory, busy, latencies
-    finally:
-        pipeline.stop()
-        pipeline.store.close()
 
 
 def sample_documents(store_url: str, limit: int) -> list[dict]:

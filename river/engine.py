@@ -51,6 +51,7 @@ class Engine:
         self.chunk_size = chunk_size
         self._sources: dict[str, SourceDatabase] = {}
         self._transformers: dict[str, ResourceTransformer] = {}
+        self._readers: dict[tuple[str, str], list[str]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, mappings: str | None = None) -> Engine:
@@ -114,7 +115,11 @@ class Engine:
     def resources_reading(self, owner: str, table: str) -> list[str]:
         """The resources a change in owner.table may affect: it is their primary
         table, or their joins, filters or conditions reach it (the live path)."""
-        return [plan.resource_id for plan in self.mappings if (owner, table) in plan.tables]
+        if (owner, table) not in self._readers:  # asked at each live poll: answered once
+            self._readers[(owner, table)] = [
+                plan.resource_id for plan in self.mappings if (owner, table) in plan.tables
+            ]
+        return self._readers[(owner, table)]
 
     def affected_keys(
         self, resource_id: str, owner: str, table: str, rows: Iterable[dict[str, Any]]

@@ -89,6 +89,18 @@ class Pipeline:
                 process.kill()
                 process.wait()
 
+    def close(self) -> None:
+        """Stop every process, then close the store client."""
+        self.stop()
+        self.store.close()
+
+    def __enter__(self) -> Pipeline:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def restart(self, name: str, sig: int = signal.SIGTERM) -> None:
         service = self.services.get(name, name)
         self.stop(name, sig=sig)
@@ -206,13 +218,10 @@ def make_pipeline(tmp: Path, prefix: str, store_url: str, source_url: str) -> Pi
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, topic_prefix, mimic_demo_url) -> Iterator[Pipeline]:
     """The pipeline on the PostgreSQL store."""
-    with scratch_database("river_e2e_fhirstore") as store_url:
-        pipeline = make_pipeline(
+    with (
+        scratch_database("river_e2e_fhirstore") as store_url,
+        make_pipeline(
             tmp_path_factory.mktemp("pipeline"), topic_prefix, store_url, mimic_demo_url
-        )
-        pipeline.start()
-        try:
-            yield pipeline
-        finally:
-            pipeline.stop()
-            pipeline.store.close()
+        ) as pipeline,
+    ):
+        yield pipeline

@@ -144,8 +144,7 @@ def live_pipeline(tmp: Path, topic_prefix: str, patients: int = 20) -> Iterator[
             pipeline.start()
             yield r
         finally:
-            pipeline.stop()
-            pipeline.store.close()
+            pipeline.close()
             _clean_up(r)
 
 

@@ -36,15 +36,12 @@ def mongo_pipeline(tmp_path_factory, topic_prefix, mimic_demo_url) -> Iterator[P
         f"{FERRETDB}/{database}",
         mimic_demo_url,
     )
-    with kafka_topics(pipeline.env["KAFKA_TOPIC_PREFIX"]):
-        pipeline.start()
-        try:
+    try:
+        with kafka_topics(pipeline.env["KAFKA_TOPIC_PREFIX"]), pipeline:
             yield pipeline
-        finally:
-            pipeline.stop()
-            pipeline.store.close()
-            client.drop_database(database)
-            client.close()
+    finally:
+        client.drop_database(database)
+        client.close()
 
 
 @pytest.fixture(scope="module")

@@ -780,6 +780,24 @@ def test_a_live_batch_is_retried_while_it_runs_and_is_never_canceled(api, store,
     assert api.get(f"/batches/{live}").json["status"] == "running"
 
 
+def test_a_live_batch_of_csv_files_is_not_retried_from_the_database(settings, engine, store):
+    # Its rows came in a file: a retry would look for them in the source database.
+    connector = ROOT / "kafka_connect_connectors" / "sources" / "mimic-sftp-csv.json"
+    api = make_client(
+        create_app(
+            replace(settings, live_sources=str(connector)),
+            engine=engine,
+            store=store,
+            producer=None,
+        )
+    )
+    live = "live-fhir-river-mimic-sftp-csv"
+    if store.batch(live) is None:
+        store.create_batch(live, [FEAT_6], live=True)
+    fail(store, live, FEAT_6, ["10006"])
+    assert_outcome(api.post(f"/batches/{live}/retry"), 409, "conflict", "upload the corrected file")
+
+
 # --- FHIR reads -----------------------------------------------------------------------------
 
 
