@@ -77,6 +77,10 @@ def _deletion(engine: Engine, event: events.ExtractEvent) -> events.TransformEve
 
 def main() -> None:
     settings, engine, store = start("transformer")
+    # 1,000 a poll, as the loader: each poll ends waiting for Kafka's acknowledgements
+    # and a commit, time in which this, the slowest stage, does nothing.
     run_service(
-        settings, ServiceConfig("transformer", (events.EXTRACT,)), make_handler(engine, store)
+        settings,
+        ServiceConfig("transformer", (events.EXTRACT,), max_batch=1000),
+        make_handler(engine, store),
     )

@@ -27,6 +27,9 @@ def test_events_round_trip_with_instance_keys():
     assert events.instance_key("r1", 10006) == b"r1:10006"
     batch = events.decode(events.BATCH, b'{"batch_id": "b1", "resource_id": "r1"}')
     assert batch.primary_key_values is None
+    # a field this version does not know (a newer service wrote it) is ignored
+    newer = events.decode(events.BATCH, b'{"batch_id": "b1", "resource_id": "r1", "since": 3}')
+    assert newer == events.BatchEvent("b1", "r1")
 
 
 @pytest.mark.parametrize(
@@ -34,21 +37,21 @@ def test_events_round_trip_with_instance_keys():
     [
         (events.BATCH, None, "empty message on topic batch"),
         (events.BATCH, b"{not json", "message on topic batch is not JSON"),
-        (events.BATCH, b"[1]", "message on topic batch is not a JSON object"),
+        (events.BATCH, b"[1]", "message on topic batch: Expected `object`, got `array`"),
         (
             events.EXTRACT,
             b'{"batch_id": "b"}',
-            "message on topic extract lacks resource_id, resource_type, primary_key_value, record",
+            "message on topic extract: Object missing required field `resource_id`",
         ),
         (
             events.BATCH,
             b'{"batch_id": 1, "resource_id": "r"}',
-            "message on topic batch: batch_id must be a string",
+            "message on topic batch: Expected `str`, got `int` - at `$.batch_id`",
         ),
         (
             events.BATCH,
             b'{"batch_id": "b", "resource_id": "r", "primary_key_values": "1"}',
-            "primary_key_values must be a list or null",
+            "Expected `array | null`, got `str` - at `$.primary_key_values`",
         ),
         (
             events.EXTRACT,
@@ -61,12 +64,18 @@ def test_events_round_trip_with_instance_keys():
                     "record": {"a": 1},
                 }
             ),
-            "record must map each column to a list of values",
+            "Expected `array`, got `int` - at `$.record[...]`",
         ),
         (
             events.TRANSFORM,
             b'{"batch_id": "b", "resource_id": "r", "fhir_object": {"id": "x"}}',
             "fhir_object must be a FHIR resource with a resourceType and an id",
+        ),
+        (
+            events.TRANSFORM,
+            b'{"batch_id": "b", "resource_id": "r", "fhir_object": {"resourceType": "Patient",'
+            b' "id": "x"}, "deleted": "no"}',
+            "Expected `bool`, got `str` - at `$.deleted`",
         ),
     ],
 )
