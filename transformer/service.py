@@ -23,15 +23,17 @@ def make_handler(engine: Engine, store: FhirStore) -> Handler:
         for message, event in decoded(events.EXTRACT, "transform", messages, out):
             if canceled(event.batch_id):
                 continue
+            problem = None
             try:
                 if event.deleted:  # nothing to transform: the loader deletes the resource
-                    transformed, problem = _deletion(engine, event), None
+                    transformed = _deletion(engine, event)
                 else:
                     outcome = engine.transform(event.resource_id, event.record, now)
-                    transformed = events.TransformEvent(
-                        event.batch_id, event.resource_id, outcome.resource
-                    )
                     problem = outcome.error
+                    if problem is None:  # else there is no resource to send
+                        transformed = events.TransformEvent(
+                            event.batch_id, event.resource_id, outcome.resource
+                        )
             except RiverError as error:  # unknown resource, invalid mapping
                 problem = str(error)
             if problem is None:
