@@ -437,12 +437,16 @@ PATHS: dict[str, Any] = {
         "post": {
             "summary": "A new batch over exactly the failed instances of an ended batch.",
             "description": "Resources that could not run at all are run again whole. A live"
-            " batch (live-<connector>) never ends: its failed instances are retried at any time.",
+            " batch (live-<connector>) never ends: its failed instances are retried at any time,"
+            " but those of a CSV source, whose rows are in no database: upload the corrected"
+            " file instead.",
             "parameters": [_BATCH_ID],
             "responses": {
                 "200": _json(_ref("BatchCreated"), "The new batch."),
                 "404": _NO_BATCH,
-                "409": _outcome("The batch is still running, or nothing failed."),
+                "409": _outcome(
+                    "The batch is still running, nothing failed, or it follows CSV files."
+                ),
                 "503": _UNAVAILABLE,
                 "500": _INTERNAL,
             },
