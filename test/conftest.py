@@ -31,6 +31,12 @@ CONCEPT_MAPS = SHARED_DATA / "mappings" / "concept_maps.json"
 KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 
 
+def without_last_updated(resource: dict) -> dict:
+    """A resource as compared across runs: meta.lastUpdated is the time it was made."""
+    meta = {k: v for k, v in resource.get("meta", {}).items() if k != "lastUpdated"}
+    return {**resource, "meta": meta}
+
+
 @contextmanager
 def kafka_topics(prefix: str, topics: tuple[str, ...] = TOPICS) -> Iterator[list[str]]:
     """The pipeline's topics under `prefix` (3 partitions, as the stack makes

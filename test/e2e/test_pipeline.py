@@ -21,7 +21,7 @@ from river.engine import Engine
 from river.mapping import load_mappings
 from river.scripts import ScriptRegistry
 from river.validation import Validator
-from test.conftest import CONCEPT_MAPS, MIMIC_DEMO_MAPPING, ROOT
+from test.conftest import CONCEPT_MAPS, MIMIC_DEMO_MAPPING, ROOT, without_last_updated
 from test.e2e.conftest import KAFKA
 from test.integration.test_engine_mimic import (
     BAD_GENDER,
@@ -74,10 +74,6 @@ def stored(pipeline, resource_id: str) -> list[dict]:
         offset += 1000
         if offset >= page["total"]:
             return found
-
-
-def without_last_updated(resource: dict) -> dict:
-    return {**resource, "meta": {k: v for k, v in resource["meta"].items() if k != "lastUpdated"}}
 
 
 @pytest.fixture(scope="module", autouse=True)

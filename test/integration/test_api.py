@@ -52,6 +52,7 @@ from test.conftest import (
     kafka_topics,
     postgres_url,
     scratch_database,
+    without_last_updated,
 )
 
 FEAT_6 = "cktlnp0ji006e0mmzat7dwb98"  # Patient, one per row of patients
@@ -105,11 +106,6 @@ def assert_outcome(response: Any, status: int, code: str | None = None, text: st
         assert issue["code"] == code, issue
     assert text in issue["diagnostics"], issue
     return outcome
-
-
-def without_last_updated(resource: dict) -> dict:
-    meta = {k: v for k, v in resource.get("meta", {}).items() if k != "lastUpdated"}
-    return {**resource, "meta": meta}
 
 
 def as_json(data: Any) -> Any:

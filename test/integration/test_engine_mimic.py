@@ -14,7 +14,7 @@ from river.errors import SourceError
 from river.mapping import load_mappings
 from river.scripts import ScriptRegistry
 from river.validation import Validator
-from test.conftest import CONCEPT_MAPS, MIMIC_DEMO_MAPPING
+from test.conftest import CONCEPT_MAPS, MIMIC_DEMO_MAPPING, without_last_updated
 
 SOURCE = "cktlnp0bb00020mmz5fks20ij"
 PATIENT_REF = "62248c11-1d3f-4071-bfa8-f640764a9f63"  # feat_6's logical reference
@@ -72,11 +72,6 @@ def runs(engine):
 
 def ref(logical_reference: str, value: str) -> str:
     return str(uuid.uuid5(uuid.UUID(logical_reference), value))
-
-
-def without_last_updated(resource: dict) -> dict:
-    meta = {k: v for k, v in resource["meta"].items() if k != "lastUpdated"}
-    return {**resource, "meta": meta}
 
 
 def tags(resource_id: str) -> dict:

@@ -1,0 +1,287 @@
+"""The services' handlers, one poll at a time, against real parts: Kafka (topics
+of a prefix of this module's), the PostgreSQL FHIR store (a scratch database)
+and the MIMIC-III demo with mimic-demo.json.
+
+A poll's messages are read back from the topic the stage before produced, and
+handed to the next stage's handler as its loop would; what the handler sends is
+read back in turn. The end-to-end tests run the same handlers in their
+processes; here a test sees exactly one poll, so it can say what that poll
+must give (a poll mixing valid and invalid instances, a replay, a deletion).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from adapters.kafka import EventProducer, Handler, Message, Output
+from adapters.store import FhirStore, open_store
+from extractor.service import make_handler as extractor_handler
+from loader.service import make_handler as loader_handler
+from river import events
+from river.engine import Engine
+from river.settings import Settings
+from test.conftest import (
+    CONCEPT_MAPS,
+    KAFKA,
+    MIMIC_DEMO_MAPPING,
+    kafka_topics,
+    scratch_database,
+    without_last_updated,
+)
+from test.integration.test_engine_mimic import BAD_GENDER, FEAT_6
+from transformer.service import make_handler as transformer_handler
+
+pytestmark = pytest.mark.stack
+
+PATIENTS = [10006, 10011, 10013]
+
+
+@pytest.fixture(scope="module")
+def settings(mimic_demo_url: str) -> Iterator[Settings]:
+    prefix = f"test-services-{uuid.uuid4().hex[:8]}-"
+    with kafka_topics(prefix), scratch_database("river_test_services_store") as store_url:
+        yield Settings(
+            kafka_bootstrap_servers=KAFKA,
+            kafka_topic_prefix=prefix,
+            fhir_store_url=store_url,
+            mappings=str(MIMIC_DEMO_MAPPING),
+            concept_maps=str(CONCEPT_MAPS),
+            source_db_url=mimic_demo_url,
+        )
+
+
+@pytest.fixture(scope="module")
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = Engine.from_settings(settings)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def store(settings: Settings) -> Iterator[FhirStore]:
+    store = open_store(settings.fhir_store_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def producer(settings: Settings) -> EventProducer:
+    return EventProducer(settings)
+
+
+class Topic:
+    """A topic of the module's prefix, read from its end when made: a test sees
+    what it produced, never what the tests before it left."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.topic = topic
+        name = settings.kafka_topic_prefix + topic
+        # Assigned at the high watermarks, outside any group: no rebalance to wait
+        # for, and no "latest" resolved after the test already produced.
+        self.consumer = Consumer({"bootstrap.servers": KAFKA, "group.id": "unused"})
+        partitions = self.consumer.list_topics(name, timeout=10).topics[name].partitions
+        self.consumer.assign(
+            [
+                TopicPartition(
+                    name,
+                    p,
+                    self.consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1],
+                )
+                for p in partitions
+            ]
+        )
+
+    def take(self, n: int, timeout: float = 30) -> list[Message]:
+        """The next `n` messages, as the service loop hands them to a handler."""
+        taken: list[Message] = []
+        while len(taken) < n:
+            more = self.consumer.consume(n - len(taken), timeout)
+            assert more, f"{len(taken)} message(s) on {self.topic}, not {n}"
+            for m in more:
+                assert m.error() is None, m.error()
+                taken.append(Message(self.topic, m.partition(), m.offset(), m.key(), m.value()))
+        return taken
+
+    def events(self, n: int) -> list[Any]:
+        return [events.decode(self.topic, message.value) for message in self.take(n)]
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+@pytest.fixture
+def topics(settings: Settings) -> Iterator[dict[str, Topic]]:
+    opened = {topic: Topic(settings, topic) for topic in events.TOPICS}
+    yield opened
+    for topic in opened.values():
+        topic.close()
+
+
+def run(handler: Handler, messages: list[Message], producer: EventProducer) -> Output:
+    """One poll through a handler, then the flush the service loop does before committing."""
+    out = Output(producer, stopping=lambda: False)
+    handler(messages, out)
+    out.flush()
+    return out
+
+
+def extracted(
+    engine: Engine,
+    store: FhirStore,
+    producer: EventProducer,
+    topics: dict[str, Topic],
+    batch_id: str,
+    resource_ids: list[str],
+) -> list[Message]:
+    """The `extract` messages of a new batch over PATIENTS for `resource_ids`."""
+    store.create_batch(batch_id, resource_ids)
+    for resource_id in resource_ids:
+        key = events.instance_key(resource_id, "")
+        producer.send(events.BATCH, key, events.BatchEvent(batch_id, resource_id, PATIENTS))
+    producer.flush()
+    batch_messages = topics[events.BATCH].take(len(resource_ids))
+    run(extractor_handler(engine, store), batch_messages, producer)
+    return topics[events.EXTRACT].take(len(PATIENTS) * len(resource_ids))
+
+
+def new_batch_id() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def test_a_poll_mixing_valid_and_invalid_instances(engine, store, producer, topics):
+    """The valid instances go on as resources equal to the preview's; each invalid
+    one is an error of its batch (stored and on `errors`), and nothing else fails."""
+    batch_id = new_batch_id()
+    poll = extracted(engine, store, producer, topics, batch_id, [FEAT_6, BAD_GENDER])
+
+    out = run(transformer_handler(engine, store), poll, producer)
+
+    assert out.sent == 2 * len(PATIENTS)
+    sent = topics[events.TRANSFORM].events(len(PATIENTS))
+    preview = engine.preview(FEAT_6, PATIENTS)["instances"]
+    assert sorted((without_last_updated(e.fhir_object) for e in sent), key=str) == sorted(
+        (without_last_updated(r) for r in preview), key=str
+    )
+    assert {(e.batch_id, e.resource_id, e.deleted) for e in sent} == {(batch_id, FEAT_6, False)}
+    failed = topics[events.ERRORS].events(len(PATIENTS))
+    assert sorted(e.primary_key_value for e in failed) == PATIENTS
+    assert {(e.batch_id, e.resource_id, e.stage) for e in failed} == {
+        (batch_id, BAD_GENDER, "transform")
+    }
+    assert all("gender" in e.message for e in failed), failed[0].message
+    total, recorded = store.errors(batch_id)
+    assert total == len(PATIENTS)
+    assert {(e.resource_id, e.primary_key_value, e.stage) for e in recorded} == {
+        (BAD_GENDER, value, "transform") for value in PATIENTS
+    }
+
+
+def test_the_loader_upserts_then_a_replay_counts_nothing_twice(engine, store, producer, topics):
+    batch_id = new_batch_id()
+    poll = extracted(engine, store, producer, topics, batch_id, [FEAT_6])
+    run(transformer_handler(engine, store), poll, producer)
+    transformed = topics[events.TRANSFORM].take(len(PATIENTS))
+    resources = {e.fhir_object["id"]: e.fhir_object for e in map(decode_transform, transformed)}
+
+    run(loader_handler(store), transformed, producer)
+
+    loads = topics[events.LOAD].events(len(PATIENTS))
+    assert {(e.batch_id, e.resource_type, e.id, e.action) for e in loads} == {
+        (batch_id, "Patient", id, events.CREATED) for id in resources
+    }
+    for id, resource in resources.items():
+        assert store.read("Patient", id) == resource
+
+    # The same poll again (a loader killed before its commit): the resources are
+    # the same, the load events say updated, and the batch counts each instance once.
+    run(loader_handler(store), transformed, producer)
+
+    again = topics[events.LOAD].events(len(PATIENTS))
+    assert {(e.id, e.action) for e in again} == {(id, events.UPDATED) for id in resources}
+    progress = store.batch(batch_id).resources[FEAT_6]
+    assert (progress.transformed, progress.created, progress.updated, progress.failed) == (
+        len(PATIENTS),
+        len(PATIENTS),
+        0,
+        0,
+    )
+    assert store.batch(batch_id).status == "completed"
+
+
+def decode_transform(message: Message) -> events.TransformEvent:
+    return events.decode(events.TRANSFORM, message.value)
+
+
+def test_an_instance_deleted_from_its_source_is_deleted_from_the_store(
+    engine, store, producer, topics
+):
+    batch_id = new_batch_id()
+    poll = extracted(engine, store, producer, topics, batch_id, [FEAT_6])
+    run(transformer_handler(engine, store), poll, producer)
+    run(loader_handler(store), topics[events.TRANSFORM].take(len(PATIENTS)), producer)
+    topics[events.LOAD].take(len(PATIENTS))
+    gone = engine.fhir_id(FEAT_6, PATIENTS[0])
+    assert store.read("Patient", gone) is not None
+
+    key = events.instance_key(FEAT_6, PATIENTS[0])
+    deletion = events.ExtractEvent(batch_id, FEAT_6, "Patient", PATIENTS[0], {}, deleted=True)
+    producer.send(events.EXTRACT, key, deletion)
+    producer.flush()
+    run(transformer_handler(engine, store), topics[events.EXTRACT].take(1), producer)
+    transformed = topics[events.TRANSFORM].take(1)
+    assert decode_transform(transformed[0]) == events.TransformEvent(
+        batch_id, FEAT_6, {"resourceType": "Patient", "id": gone}, deleted=True
+    )
+    run(loader_handler(store), transformed, producer)
+
+    (load,) = topics[events.LOAD].events(1)
+    assert (load.resource_type, load.id, load.action) == ("Patient", gone, events.DELETED)
+    assert store.read("Patient", gone) is None
+    for value in PATIENTS[1:]:
+        assert store.read("Patient", engine.fhir_id(FEAT_6, value)) is not None
+
+
+def test_a_canceled_batch_is_left_alone(engine, store, producer, topics):
+    batch_id = new_batch_id()
+    poll = extracted(engine, store, producer, topics, batch_id, [FEAT_6])
+    assert store.cancel_batch(batch_id)
+
+    assert run(transformer_handler(engine, store), poll, producer).sent == 0
+    transform = events.TransformEvent(batch_id, FEAT_6, {"resourceType": "Patient", "id": "x"})
+    producer.send(events.TRANSFORM, b"k", transform)
+    producer.flush()
+    assert run(loader_handler(store), topics[events.TRANSFORM].take(1), producer).sent == 0
+    assert store.read("Patient", "x") is None
+    assert store.batch(batch_id).status == "canceled"
+
+
+@pytest.mark.parametrize(
+    ("topic", "stage", "make_handler"),
+    [
+        (events.EXTRACT, "transform", lambda engine, store: transformer_handler(engine, store)),
+        (events.TRANSFORM, "load", lambda engine, store: loader_handler(store)),
+    ],
+)
+def test_a_malformed_message_is_an_error_and_its_poll_goes_on(
+    engine, store, producer, topics, topic, stage, make_handler
+):
+    batch_id = new_batch_id()
+    poll = extracted(engine, store, producer, topics, batch_id, [FEAT_6])
+    if topic == events.TRANSFORM:
+        run(transformer_handler(engine, store), poll, producer)
+        poll = topics[events.TRANSFORM].take(len(PATIENTS))
+    malformed = Message(topic, 0, 0, b"bad", b'{"batch_id": 7}')
+
+    out = run(make_handler(engine, store), [poll[0], malformed, *poll[1:]], producer)
+
+    assert out.sent == len(PATIENTS) + 1
+    (error,) = topics[events.ERRORS].events(1)
+    assert error.stage == stage
+    assert "batch_id" in error.message and "str" in error.message, error.message
+    next_topic = events.TRANSFORM if topic == events.EXTRACT else events.LOAD
+    assert len(topics[next_topic].take(len(PATIENTS))) == len(PATIENTS)
