@@ -159,6 +159,9 @@ class Output:
 
 
 Handler = Callable[[list[Message], Output], None]
+# What becomes of a message no handler can process, besides a note on `errors`: the
+# event said there (a service may also record it, as a failed instance of its batch).
+Failure = Callable[[Message, str], events.ErrorEvent]
 
 
 def decoded(
@@ -189,6 +192,9 @@ class ServiceConfig:
     # A batch event may take minutes to extract: don't let the group evict us.
     max_poll_interval_ms: int = 300_000
     consumer: dict[str, Any] = field(default_factory=dict)
+    # A message this service cannot process, as an error event; None: one that names
+    # only where the message was (topic, partition, offset).
+    failure: Failure | None = None
 
 
 def run_service(settings: Settings, config: ServiceConfig, handle: Handler) -> None:
@@ -263,7 +269,14 @@ def _process(
     producer: EventProducer,
     stop: _StopFlag,
 ) -> bool:
-    """Run the handler until it succeeds; False if stopped before it did."""
+    """Run the handler until it succeeds; False if stopped before it did.
+
+    A poll the handler fails on for another reason than a transient one is run
+    again one message at a time, so that one message nobody can process (a
+    resource the store refuses, a bug) fails alone: it goes to `errors`, and the
+    others are processed. What the failed attempt already produced may go twice:
+    downstream, ids and upserts make a replay harmless.
+    """
     pause = 0.5
     while True:
         try:
@@ -279,12 +292,36 @@ def _process(
             stop.wait(pause)
             pause = min(pause * 2, 10.0)
         except Exception as error:  # a bug or a message nobody can process
-            log.exception("%s could not process %d message(s)", config.name, len(messages))
+            if len(messages) > 1:
+                log.warning(
+                    "%s could not process %d message(s) (%s: %s): one at a time now",
+                    *(config.name, len(messages), type(error).__name__, error),
+                )
+                return all(
+                    _process(config, handle, [message], output, producer, stop)
+                    for message in messages
+                )
+            log.exception("%s could not process a message", config.name)
             reason = f"{config.name} failed: {type(error).__name__}: {error}"
-            for message in messages:
-                producer.send(events.ERRORS, message.key, _error_of(message, reason))
-            producer.flush()
-            return True
+            return _process(config, _give_up(config, reason), messages, output, producer, stop)
+
+
+def _give_up(config: ServiceConfig, reason: str) -> Handler:
+    """A handler that sends each message to `errors` as the service's `failure` says."""
+
+    def handle(messages: list[Message], out: Output) -> None:
+        for message in messages:
+            error = _error_of(message, reason)
+            if config.failure is not None:
+                try:
+                    error = config.failure(message, reason)
+                except TRANSIENT:
+                    raise  # retried: the failure is recorded once the store answers
+                except Exception:
+                    log.exception("%s could not record a failure", config.name)
+            out.send(events.ERRORS, message.key, error)
+
+    return handle
 
 
 def _error_of(message: Message, reason: str) -> events.ErrorEvent:
@@ -293,8 +330,12 @@ def _error_of(message: Message, reason: str) -> events.ErrorEvent:
         resource_id=None,
         primary_key_value=None,
         stage=message.topic,
-        message=f"{reason} (partition {message.partition}, offset {message.offset})",
+        message=f"{reason} ({where(message)})",
     )
+
+
+def where(message: Message) -> str:
+    return f"partition {message.partition}, offset {message.offset}"
 
 
 def _commit(consumer: Consumer, raw: list[Any]) -> None:

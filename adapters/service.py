@@ -1,4 +1,5 @@
-"""What every service does at start: logging, settings, the engine, the store."""
+"""What the services share: what they do at start (logging, settings, the engine,
+the store), and what a message none of them can process becomes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import gc
 import logging
 import os
 
-from adapters.store import FhirStore, open_store
+from adapters.kafka import Failure, Message, where
+from adapters.store import FhirStore, InstanceError, open_store
+from river import events
 from river.engine import Engine
 from river.errors import RiverError
 from river.settings import Settings
@@ -28,3 +31,24 @@ def start(name: str, with_engine: bool = True) -> tuple[Settings, Engine | None,
     # What start-up made lives as long as the process: keep the collector off it.
     gc.freeze()
     return settings, engine, store
+
+
+def failed_instance(store: FhirStore, topic: str, stage: str) -> Failure:
+    """A message of `topic` that its service could not process, as a failed instance
+    of its batch at `stage`: the batch still completes, its errors list the instance,
+    and a retry extracts it again. A message that is no event names where it was."""
+
+    def failure(message: Message, reason: str) -> events.ErrorEvent:
+        try:
+            event = events.decode(topic, message.value)
+        except events.BadEvent:
+            return events.ErrorEvent(None, None, None, stage, f"{reason} ({where(message)})")
+        error = InstanceError(
+            event.batch_id, event.resource_id, event.primary_key_value, stage, reason
+        )
+        store.record_errors([error])
+        return events.ErrorEvent(
+            error.batch_id, error.resource_id, error.primary_key_value, stage, reason
+        )
+
+    return failure

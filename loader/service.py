@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from adapters.kafka import Handler, Message, Output, ServiceConfig, decoded, run_service
-from adapters.service import start
+from adapters.service import failed_instance, start
 from adapters.store import CanceledBatches, FhirStore
 from adapters.store.common import is_resource_type
 from river import events
@@ -88,6 +88,11 @@ def _delete(store: FhirStore, key: bytes | None, event: events.TransformEvent, o
 
 def main() -> None:
     settings, _, store = start("loader", with_engine=False)
-    run_service(
-        settings, ServiceConfig("loader", (events.TRANSFORM,), max_batch=1000), make_handler(store)
+    config = ServiceConfig(
+        "loader",
+        (events.TRANSFORM,),
+        max_batch=1000,
+        # A resource the store refuses (PostgreSQL's jsonb takes no \u0000) fails alone.
+        failure=failed_instance(store, events.TRANSFORM, "load"),
     )
+    run_service(settings, config, make_handler(store))

@@ -50,6 +50,9 @@ class TransformEvent(msgspec.Struct, frozen=True):
     resource_id: str
     fhir_object: dict[str, Any]
     deleted: bool = False  # delete it: fhir_object holds only resourceType and id
+    # The instance's, so that a resource the loader cannot load is a failed instance
+    # that a retry extracts again (None in events of versions before it).
+    primary_key_value: Any = None
 
     def __post_init__(self) -> None:
         if not (

@@ -6,7 +6,7 @@ on as a deletion of its resource (its id, made by the same rule)."""
 from __future__ import annotations
 
 from adapters.kafka import Handler, Message, Output, ServiceConfig, decoded, run_service
-from adapters.service import start
+from adapters.service import failed_instance, start
 from adapters.store import CanceledBatches, FhirStore, InstanceError
 from river import events
 from river.engine import Engine
@@ -32,7 +32,10 @@ def make_handler(engine: Engine, store: FhirStore) -> Handler:
                     problem = outcome.error
                     if problem is None:  # else there is no resource to send
                         transformed = events.TransformEvent(
-                            event.batch_id, event.resource_id, outcome.resource
+                            event.batch_id,
+                            event.resource_id,
+                            outcome.resource,
+                            primary_key_value=event.primary_key_value,
                         )
             except RiverError as error:  # unknown resource, invalid mapping
                 problem = str(error)
@@ -74,7 +77,13 @@ def _deletion(engine: Engine, event: events.ExtractEvent) -> events.TransformEve
         "resourceType": event.resource_type,
         "id": engine.fhir_id(event.resource_id, event.primary_key_value),
     }
-    return events.TransformEvent(event.batch_id, event.resource_id, resource, deleted=True)
+    return events.TransformEvent(
+        event.batch_id,
+        event.resource_id,
+        resource,
+        deleted=True,
+        primary_key_value=event.primary_key_value,
+    )
 
 
 def main() -> None:
@@ -83,6 +92,11 @@ def main() -> None:
     # and a commit, time in which this, the slowest stage, does nothing.
     run_service(
         settings,
-        ServiceConfig("transformer", (events.EXTRACT,), max_batch=1000),
+        ServiceConfig(
+            "transformer",
+            (events.EXTRACT,),
+            max_batch=1000,
+            failure=failed_instance(store, events.EXTRACT, "transform"),
+        ),
         make_handler(engine, store),
     )

@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from river import events
 from river.concept_maps import ConceptMaps
 from river.engine import Engine
 from river.mapping import load_mappings
@@ -358,6 +359,45 @@ def test_a_malformed_message_on_each_topic_goes_to_errors_and_the_rest_flows(pip
     assert stages == {"extract", "transform", "load"}
     state = pipeline.wait(pipeline.batch([FEAT_6]))
     assert state["status"] == "completed"
+
+
+def test_a_resource_the_store_refuses_fails_alone_and_its_batch_completes(pipeline, engine):
+    """PostgreSQL's jsonb takes no \\u0000 (a NUL byte from a file, say): that resource
+    is a failed instance of its batch, listed with its key; the rest of its poll loads."""
+    keys = [10006, 10011, 10013]
+    resources = engine.preview(FEAT_6, keys)["instances"]
+    resources[1]["name"] = [{"family": "Nul\u0000Byte"}]
+    batch_id = f"e2e-refused-{uuid.uuid4().hex[:8]}"
+    pipeline.store.create_batch(batch_id, [FEAT_6])
+    pipeline.store.set_expected(batch_id, FEAT_6, len(keys))
+    pipeline.store.set_extracted(batch_id, FEAT_6, len(keys))
+    producer = Producer({"bootstrap.servers": KAFKA})
+    for key, resource in zip(keys, resources, strict=True):
+        event = events.TransformEvent(batch_id, FEAT_6, resource, primary_key_value=key)
+        producer.produce(
+            pipeline.env["KAFKA_TOPIC_PREFIX"] + events.TRANSFORM,
+            events.encode(event),
+            events.instance_key(FEAT_6, key),
+        )
+    assert producer.flush(10) == 0
+
+    state = pipeline.wait(batch_id)
+
+    assert state["status"] == "completed"
+    (counts,) = state["resources"]
+    assert (counts["loaded"], counts["failed"]) == (2, 1)
+    (error,) = pipeline.request("GET", f"/batches/{batch_id}/errors").json()["items"]
+    assert (error["resource_id"], error["primary_key_value"], error["stage"]) == (
+        FEAT_6,
+        10011,
+        "load",
+    )
+    assert "Unicode" in error["message"], error["message"]
+    for resource in (resources[0], resources[2]):
+        stored_now = pipeline.request("GET", f"/fhir/Patient/{resource['id']}").json()
+        assert without_last_updated(stored_now) == without_last_updated(resource)
+    refused = pipeline.request("GET", f"/fhir/Patient/{resources[1]['id']}").json()
+    assert "Nul" not in json.dumps(refused.get("name", []))
 
 
 @pytest.mark.parametrize(

@@ -159,15 +159,23 @@ def test_a_poll_mixing_valid_and_invalid_instances(engine, store, producer, topi
     batch_id = new_batch_id()
     poll = extracted(engine, store, producer, topics, batch_id, [FEAT_6, BAD_GENDER])
 
+    # Every event of an instance has its key, so that its versions keep their order.
+    assert {m.key for m in poll} == {
+        events.instance_key(r, value) for r in (FEAT_6, BAD_GENDER) for value in PATIENTS
+    }
+
     out = run(transformer_handler(engine, store), poll, producer)
 
     assert out.sent == 2 * len(PATIENTS)
-    sent = topics[events.TRANSFORM].events(len(PATIENTS))
+    messages = topics[events.TRANSFORM].take(len(PATIENTS))
+    assert {m.key for m in messages} == {events.instance_key(FEAT_6, v) for v in PATIENTS}
+    sent = [decode_transform(m) for m in messages]
     preview = engine.preview(FEAT_6, PATIENTS)["instances"]
     assert sorted((without_last_updated(e.fhir_object) for e in sent), key=str) == sorted(
         (without_last_updated(r) for r in preview), key=str
     )
     assert {(e.batch_id, e.resource_id, e.deleted) for e in sent} == {(batch_id, FEAT_6, False)}
+    assert sorted(e.primary_key_value for e in sent) == PATIENTS
     failed = topics[events.ERRORS].events(len(PATIENTS))
     assert sorted(e.primary_key_value for e in failed) == PATIENTS
     assert {(e.batch_id, e.resource_id, e.stage) for e in failed} == {
@@ -190,7 +198,9 @@ def test_the_loader_upserts_then_a_replay_counts_nothing_twice(engine, store, pr
 
     run(loader_handler(store), transformed, producer)
 
-    loads = topics[events.LOAD].events(len(PATIENTS))
+    load_messages = topics[events.LOAD].take(len(PATIENTS))
+    assert {m.key for m in load_messages} == {m.key for m in transformed}
+    loads = [events.decode(events.LOAD, m.value) for m in load_messages]
     assert {(e.batch_id, e.resource_type, e.id, e.action) for e in loads} == {
         (batch_id, "Patient", id, events.CREATED) for id in resources
     }
@@ -235,7 +245,11 @@ def test_an_instance_deleted_from_its_source_is_deleted_from_the_store(
     run(transformer_handler(engine, store), topics[events.EXTRACT].take(1), producer)
     transformed = topics[events.TRANSFORM].take(1)
     assert decode_transform(transformed[0]) == events.TransformEvent(
-        batch_id, FEAT_6, {"resourceType": "Patient", "id": gone}, deleted=True
+        batch_id,
+        FEAT_6,
+        {"resourceType": "Patient", "id": gone},
+        deleted=True,
+        primary_key_value=PATIENTS[0],
     )
     run(loader_handler(store), transformed, producer)
 
