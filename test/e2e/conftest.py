@@ -76,18 +76,21 @@ class Pipeline:
         )
         self.services[key] = service
 
-    def stop(self, *names: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
-        """Stop processes by key (every one if none)."""
+    def stop(self, *names: str, sig: int = signal.SIGTERM, timeout: float = 30) -> dict[str, int]:
+        """Stop processes by key (every one if none); their exit codes (-9: one that
+        had not exited `timeout` seconds after `sig`, killed)."""
+        codes = {}
         for name in names or tuple(self.processes):
             process = self.processes.pop(name, None)
             if process is None:
                 continue
             process.send_signal(sig)
             try:
-                process.wait(timeout)
+                codes[name] = process.wait(timeout)
             except subprocess.TimeoutExpired:
                 process.kill()
-                process.wait()
+                codes[name] = process.wait()
+        return codes
 
     def close(self) -> None:
         """Stop every process, then close the store client."""

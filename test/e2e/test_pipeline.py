@@ -298,35 +298,84 @@ def test_two_copies_of_transformer_and_loader_share_the_work(pipeline, expected)
             pipeline.wait_for_group(stage, members=1)
 
 
-@pytest.mark.parametrize("service", ["extractor", "transformer", "loader", "api"])
-def test_sigkill_of_a_service_mid_batch_then_restart(pipeline, service):
+def stored_total(pipeline, resource_id: str) -> int:
+    resource_type = pipeline.store_type[resource_id]
+    answer = pipeline.request(
+        "GET",
+        f"/fhir/{resource_type}",
+        params={"_tag": f"{RESOURCE_TAG}|{resource_id}", "_summary": "count"},
+    )
+    return answer.json()["total"]
+
+
+@pytest.mark.parametrize(
+    ("service", "sig"),
+    [
+        *(("extractor", signal.SIGKILL), ("transformer", signal.SIGKILL)),
+        *(("loader", signal.SIGKILL), ("api", signal.SIGKILL)),
+        *(("extractor", signal.SIGTERM), ("transformer", signal.SIGTERM)),
+        ("loader", signal.SIGTERM),
+    ],
+    ids=lambda value: value.name if isinstance(value, signal.Signals) else value,
+)
+def test_a_service_killed_or_stopped_mid_batch_then_restarted(pipeline, expected, service, sig):
+    """SIGKILL: the work in hand comes back to the restarted service (nothing was
+    committed). SIGTERM: the service finishes or hands back its work, commits, and
+    exits 0 at once. Either way the batch completes, each instance counted once."""
     resources = [MEDICATION_REQUEST, DIAGNOSIS]
     batch_id = pipeline.batch(resources)
     pipeline.wait_for_extraction(batch_id, at_least=2000)
-    pipeline.stop(service, sig=signal.SIGKILL)
+    before = pipeline.request("GET", f"/batches/{batch_id}").json()
+    assert before["status"] == "running"
+    assert sum(c["created"] + c["updated"] for c in before["resources"]) < sum(
+        expected[r] for r in resources
+    ), "the batch was loaded before the service stopped: nothing was in flight"
+    seen = len(pipeline.log(service))
+    codes = pipeline.stop(service, sig=sig, timeout=20)
+    if sig == signal.SIGTERM:
+        assert codes[service] == 0, pipeline.log(service)[seen:]
+        assert f"{service} stopped" in pipeline.log(service)[seen:]
     time.sleep(1)
     pipeline.start(service)
     state = pipeline.wait(batch_id)
     assert state["status"] == "completed"
     for c in state["resources"]:
-        assert c["extracted"] == c["expected"]
+        assert c["extracted"] == c["expected"] == expected[c["resource_id"]]
         assert (c["created"] + c["updated"], c["failed"]) == (c["expected"], 0), c
+        assert stored_total(pipeline, c["resource_id"]) == c["expected"]
 
 
-def test_postgresql_stopped_for_20_seconds(pipeline):
+def test_postgresql_stopped_for_20_seconds(pipeline, expected):
+    """The loader loses its store in the middle of a batch, and the extractor its
+    source and store before it starts the next one: both wait, retry, and lose
+    nothing."""
     from test.e2e.stack import start_postgres, stop_postgres
 
-    batch_id = pipeline.batch([MEDICATION_REQUEST])
-    pipeline.wait_for_extraction(batch_id)
+    writing = pipeline.batch([MEDICATION_REQUEST])
+    pipeline.wait_for_extraction(writing)
+    # The next batch's event comes while PostgreSQL is down, as the API produces it.
+    waiting = f"e2e-outage-{uuid.uuid4().hex[:8]}"
+    pipeline.store.create_batch(waiting, [DIAGNOSIS])
+    seen = {service: len(pipeline.log(service)) for service in ("extractor", "loader")}
     stop_postgres()
     try:
+        producer = Producer({"bootstrap.servers": KAFKA})
+        producer.produce(
+            pipeline.env["KAFKA_TOPIC_PREFIX"] + events.BATCH,
+            events.encode(events.BatchEvent(waiting, DIAGNOSIS)),
+            events.instance_key(DIAGNOSIS, ""),
+        )
+        assert producer.flush(10) == 0
         time.sleep(20)
     finally:
         start_postgres()
-    state = pipeline.wait(batch_id, timeout=300)
-    c = resource_counts(state)[MEDICATION_REQUEST]
-    assert state["status"] == "completed"
-    assert (c["created"] + c["updated"], c["failed"]) == (10398, 0)
+    for batch_id, resource_id in ((writing, MEDICATION_REQUEST), (waiting, DIAGNOSIS)):
+        state = pipeline.wait(batch_id, timeout=300)
+        c = resource_counts(state)[resource_id]
+        assert state["status"] == "completed"
+        assert (c["created"] + c["updated"], c["failed"]) == (expected[resource_id], 0)
+    for service, start in seen.items():
+        assert "retrying in" in pipeline.log(service)[start:], f"{service} never waited"
 
 
 def test_a_malformed_message_on_each_topic_goes_to_errors_and_the_rest_flows(pipeline):

@@ -15,10 +15,13 @@ import datetime as dt
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
+import psycopg
 import pytest
 
 from adapters.store import FhirStore, InstanceError, StoreUnavailable
@@ -506,8 +509,6 @@ def test_postgres_concurrent_loaders_count_each_instance_once():
 def test_postgres_replaces_a_pooled_connection_the_server_dropped():
     """After a PostgreSQL restart the pooled connections are dead: the next call
     gets a new one instead of failing (the store cannot tell until it uses one)."""
-    import psycopg
-
     with scratch_database("river_test_store_reconnect") as url:
         pg = PostgresStore(url)
         try:
@@ -522,3 +523,35 @@ def test_postgres_replaces_a_pooled_connection_the_server_dropped():
             assert actions(pg.load("b1", [("res-patient", patient(1))])) == ["replayed"]
         finally:
             pg.close()
+
+
+def test_postgres_serves_tag_searches_and_identifier_lookups_from_indexes():
+    """With sequential scans off, a query no index can serve still scans the table:
+    the store's own search by tag goes through the tag index (PostgreSQL's index
+    statistics say so), and a lookup by identifier can use the identifier index."""
+    with scratch_database("river_test_store_indexes") as url:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f"ALTER DATABASE {url.rsplit('/', 1)[1]} SET enable_seqscan = off")
+        store = PostgresStore(url)
+        try:
+            store.load("b1", [("r", patient(n)) for n in range(50)])
+            assert store.search("Patient", tag=(RESOURCE, "res-patient"))[0] == 50
+        finally:
+            store.close()  # its sessions end, and report their index statistics
+        with psycopg.connect(url) as conn:
+            deadline = time.monotonic() + 10
+            while True:
+                (scans,) = conn.execute(
+                    "SELECT idx_scan FROM pg_stat_user_indexes"
+                    " WHERE indexrelname = 'patient_meta_tag'"
+                ).fetchone()
+                if scans > 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+                conn.execute("SELECT pg_stat_clear_snapshot()")
+            assert scans > 0, "the search by tag did not use the tag index"
+            plan = conn.execute(
+                "EXPLAIN SELECT resource FROM patient WHERE resource->'identifier' @> %s::jsonb",
+                (orjson.dumps([{"system": "http://mimic/subject_id", "value": "7"}]).decode(),),
+            ).fetchall()
+            assert "patient_identifier" in "\n".join(row[0] for row in plan), plan
