@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+from pymongo import monitoring
 
 from adapters.store import FhirStore, InstanceError, StoreUnavailable
 from adapters.store.mongo import MongoStore
@@ -555,3 +556,41 @@ def test_postgres_serves_tag_searches_and_identifier_lookups_from_indexes():
                 (orjson.dumps([{"system": "http://mimic/subject_id", "value": "7"}]).decode(),),
             ).fetchall()
             assert "patient_identifier" in "\n".join(row[0] for row in plan), plan
+
+
+class CommandLog(monitoring.CommandListener):
+    """The writes to the Patient collection a MongoDB client sends while `recording`."""
+
+    def __init__(self) -> None:
+        self.recording = False
+        self.writes: list[tuple[str, int]] = []  # (command, documents in it)
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        name = event.command_name
+        if self.recording and name in ("insert", "update") and event.command[name] == "Patient":
+            items = event.command.get("documents") or event.command.get("updates") or []
+            self.writes.append((event.command_name, len(items)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.mark.parametrize("store", ["mongo"], indirect=True)
+def test_mongo_writes_in_chunks_of_its_bulk_size_under_the_fhir_id(store: FhirStore):
+    assert isinstance(store, MongoStore) and store.bulk_size == 40
+    log = CommandLog()
+    monitoring.register(log)  # clients made from now on report to it; the store's is
+    store.close()  # made again at its next use
+    log.recording = True
+    store.load("b1", [("res-patient", patient(n)) for n in range(100)])
+    assert log.writes == [("insert", 40), ("insert", 40), ("insert", 20)]
+    log.writes.clear()
+    store.load("b2", [("res-patient", patient(n, family="Roe")) for n in range(100)])
+    assert log.writes == [("update", 40), ("update", 40), ("update", 20)]
+    log.recording = False
+    document = store.db["Patient"].find_one({"_id": "pat-007"})
+    assert document is not None and document["id"] == "pat-007"
+    assert document["name"][0]["family"] == "Roe"
