@@ -22,6 +22,11 @@ from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
 from adapters.store import FhirStore, open_store
+from river.concept_maps import ConceptMaps
+from river.engine import Engine
+from river.mapping import load_mappings
+from river.scripts import ScriptRegistry
+from river.validation import Validator
 from test.conftest import (
     CONCEPT_MAPS,
     KAFKA,
@@ -38,6 +43,9 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+RESOURCE_TAG = "http://terminology.arkhn.org/CodeSystem/resource"
 
 
 class Pipeline:
@@ -111,6 +119,33 @@ class Pipeline:
             self.start(name)
         else:
             self.start_copy(service, name)
+
+    def stored(self, resource_type: str, resource_id: str) -> list[dict]:
+        """Every resource of `resource_type` the store holds for one mapping resource
+        (its tag), read over HTTP a page at a time."""
+        found: list[dict] = []
+        while True:
+            page = self.request(
+                "GET",
+                f"/fhir/{resource_type}",
+                params={
+                    "_tag": f"{RESOURCE_TAG}|{resource_id}",
+                    "_count": 1000,
+                    "_offset": len(found),
+                },
+            ).json()
+            found += [entry["resource"] for entry in page.get("entry", [])]
+            if len(found) >= page["total"] or not page.get("entry"):
+                return found
+
+    def total(self, resource_type: str, resource_id: str) -> int:
+        """How many resources the store holds for one mapping resource (`_summary=count`)."""
+        answer = self.request(
+            "GET",
+            f"/fhir/{resource_type}",
+            params={"_tag": f"{RESOURCE_TAG}|{resource_id}", "_summary": "count"},
+        )
+        return answer.json()["total"]
 
     def log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
@@ -216,6 +251,21 @@ def make_pipeline(tmp: Path, prefix: str, store_url: str, source_url: str) -> Pi
         "PYTHONUNBUFFERED": "1",
     }
     return Pipeline(env, tmp, open_store(store_url, bulk_size=40))
+
+
+@pytest.fixture(scope="module")
+def engine(mimic_demo_url) -> Iterator[Engine]:
+    """The mapping engine the services run, in-process: what they must give."""
+    scripts = ScriptRegistry.default()
+    engine = Engine(
+        load_mappings(MIMIC_DEMO_MAPPING, scripts),
+        scripts,
+        ConceptMaps.from_files(CONCEPT_MAPS),
+        Validator(),
+        mimic_demo_url,
+    )
+    yield engine
+    engine.close()
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, To
 from confluent_kafka.admin import AdminClient
 
 from river import events
-from river.concept_maps import ConceptMaps
-from river.engine import Engine
-from river.mapping import load_mappings
-from river.scripts import ScriptRegistry
-from river.validation import Validator
-from test.conftest import CONCEPT_MAPS, MIMIC_DEMO_MAPPING, ROOT, without_last_updated
+from test.conftest import ROOT, without_last_updated
 from test.e2e.conftest import KAFKA
 from test.integration.test_engine_mimic import (
     BAD_GENDER,
@@ -33,7 +28,6 @@ from test.integration.test_engine_mimic import (
     MEDICATION_REQUEST,
 )
 
-RESOURCE_TAG = "http://terminology.arkhn.org/CodeSystem/resource"
 EVERY_RESOURCE = sorted(EXPECTED_COUNT_SQL)  # every resource but bp, whose table is missing
 
 
@@ -43,38 +37,13 @@ def expected(mimic_demo_url) -> dict[str, int]:
         return {r: connection.execute(sql).fetchone()[0] for r, sql in EXPECTED_COUNT_SQL.items()}
 
 
-@pytest.fixture(scope="module")
-def engine(mimic_demo_url):
-    scripts = ScriptRegistry.default()
-    engine = Engine(
-        load_mappings(MIMIC_DEMO_MAPPING, scripts),
-        scripts,
-        ConceptMaps.from_files(CONCEPT_MAPS),
-        Validator(),
-        mimic_demo_url,
-    )
-    yield engine
-    engine.close()
-
-
 def resource_counts(state: dict) -> dict[str, dict]:
     return {r["resource_id"]: r for r in state["resources"]}
 
 
 def stored(pipeline, resource_id: str) -> list[dict]:
     """Every resource the store holds for one mapping resource, read over HTTP."""
-    resource_type = pipeline.store_type[resource_id]
-    found, offset = [], 0
-    while True:
-        page = pipeline.request(
-            "GET",
-            f"/fhir/{resource_type}",
-            params={"_tag": f"{RESOURCE_TAG}|{resource_id}", "_count": 1000, "_offset": offset},
-        ).json()
-        found += [entry["resource"] for entry in page.get("entry", [])]
-        offset += 1000
-        if offset >= page["total"]:
-            return found
+    return pipeline.stored(pipeline.store_type[resource_id], resource_id)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -120,12 +89,7 @@ def test_the_same_batch_again_updates_and_duplicates_nothing(pipeline, expected)
         n = expected[resource_id]
         if resource_id != BAD_GENDER:
             assert (c["created"], c["updated"], c["failed"]) == (0, n, 0), c
-            total = pipeline.request(
-                "GET",
-                f"/fhir/{pipeline.store_type[resource_id]}",
-                params={"_tag": f"{RESOURCE_TAG}|{resource_id}", "_summary": "count"},
-            ).json()["total"]
-            assert total == n
+            assert pipeline.total(pipeline.store_type[resource_id], resource_id) == n
 
 
 def test_a_batch_with_primary_key_values_and_preview_over_http(pipeline):
@@ -298,16 +262,6 @@ def test_two_copies_of_transformer_and_loader_share_the_work(pipeline, expected)
             pipeline.wait_for_group(stage, members=1)
 
 
-def stored_total(pipeline, resource_id: str) -> int:
-    resource_type = pipeline.store_type[resource_id]
-    answer = pipeline.request(
-        "GET",
-        f"/fhir/{resource_type}",
-        params={"_tag": f"{RESOURCE_TAG}|{resource_id}", "_summary": "count"},
-    )
-    return answer.json()["total"]
-
-
 @pytest.mark.parametrize(
     ("service", "sig"),
     [
@@ -340,9 +294,10 @@ def test_a_service_killed_or_stopped_mid_batch_then_restarted(pipeline, expected
     state = pipeline.wait(batch_id)
     assert state["status"] == "completed"
     for c in state["resources"]:
-        assert c["extracted"] == c["expected"] == expected[c["resource_id"]]
+        n = expected[c["resource_id"]]
+        assert c["extracted"] == c["expected"] == n
         assert (c["created"] + c["updated"], c["failed"]) == (c["expected"], 0), c
-        assert stored_total(pipeline, c["resource_id"]) == c["expected"]
+        assert pipeline.total(pipeline.store_type[c["resource_id"]], c["resource_id"]) == n
 
 
 def test_postgresql_stopped_for_20_seconds(pipeline, expected):
