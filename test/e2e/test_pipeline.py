@@ -138,16 +138,24 @@ def test_cancel_stops_the_work(pipeline):
     assert c["loaded"] < c["expected"] == 10398
 
 
-def test_invalid_instances_are_listed_and_retry_loads_exactly_them(pipeline, tmp_path):
-    batch_id = pipeline.batch([BAD_GENDER])
+def test_invalid_instances_are_listed_and_retry_loads_exactly_them(pipeline, engine):
+    """A batch of 200 instances, 100 of them invalid (BAD_GENDER's): the retry, once
+    the mapping is fixed, runs those 100 and nothing else."""
+    batch_id = pipeline.batch([FEAT_6, BAD_GENDER])
     state = pipeline.wait(batch_id)
     assert state["status"] == "completed"
+    counts = resource_counts(state)
+    assert (counts[FEAT_6]["failed"], counts[BAD_GENDER]["failed"]) == (0, 100)
     errors = pipeline.request("GET", f"/batches/{batch_id}/errors", params={"limit": 1000}).json()
     assert errors["total"] == 100
     assert all(
-        "Patient.gender" in e["message"] and e["stage"] == "transform" for e in errors["items"]
+        (e["resource_id"], e["stage"]) == (BAD_GENDER, "transform")
+        and "Patient.gender" in e["message"]
+        for e in errors["items"]
     )
-    assert len({e["primary_key_value"] for e in errors["items"]}) == 100
+    failed = {e["primary_key_value"] for e in errors["items"]}
+    assert len(failed) == 100
+    assert stored(pipeline, BAD_GENDER) == []
     # Fix the cause in the mapping, restart the transformer, retry.
     mapping = pipeline.workdir / "mimic-demo.json"
     mapping.write_text(mapping.read_text().replace('"not-a-valid-gender"', '"unknown"'))
@@ -155,8 +163,12 @@ def test_invalid_instances_are_listed_and_retry_loads_exactly_them(pipeline, tmp
     retried = pipeline.request("POST", f"/batches/{batch_id}/retry")
     assert retried.status_code == 200, retried.text
     state = pipeline.wait(retried.json()["batch_id"])
+    assert [c["resource_id"] for c in state["resources"]] == [BAD_GENDER]
     c = resource_counts(state)[BAD_GENDER]
     assert (c["expected"], c["created"], c["failed"]) == (100, 100, 0)
+    assert {r["id"] for r in stored(pipeline, BAD_GENDER)} == {
+        engine.fhir_id(BAD_GENDER, value) for value in failed
+    }
 
 
 def committed(group: str) -> dict[int, int]:
