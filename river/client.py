@@ -103,12 +103,15 @@ def wait_batch(api_url: str, batch_id: str, progress: bool = True) -> int:
             }
             unreachable_since: float | None = None
             while True:
+                seconds = state["duration_seconds"]
                 for r in state["resources"]:
+                    done = r["loaded"] + r["failed"]
                     bars.update(
                         tasks[r["resource_id"]],
                         total=r["expected"],
-                        completed=r["loaded"] + r["failed"],
+                        completed=done,
                         detail=_detail(r),
+                        rate=done / seconds if seconds > 0 else None,
                     )
                 if state["status"] in ENDED:
                     break
@@ -167,11 +170,13 @@ def show_status(api_url: str, batch_id: str | None = None) -> int:
 
 
 class _RateColumn(ProgressColumn):
-    """Instances per second, from the progress seen over the last half minute."""
+    """Instances per second since the batch started (the `rate` field): steady, and
+    shown even for a resource done between two polls (rich's own estimate needs
+    two samples a few seconds apart)."""
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f}/s" if speed else "-/s", style="progress.data.speed")
+        rate = task.fields.get("rate")
+        return Text(f"{rate:,.0f}/s" if rate else "-/s", style="progress.data.speed")
 
 
 def _request(method: str, api_url: str, path: str, **kwargs: Any) -> Any:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import pty
+import re
 import signal
 import subprocess
 import sys
@@ -169,6 +172,45 @@ def test_invalid_instances_are_listed_and_retry_loads_exactly_them(pipeline, eng
     assert {r["id"] for r in stored(pipeline, BAD_GENDER)} == {
         engine.fhir_id(BAD_GENDER, value) for value in failed
     }
+
+
+def test_river_batch_wait_shows_progress_per_resource_until_the_end(pipeline, expected):
+    """`river batch ... --wait` in a terminal (a pseudo-terminal here): a bar per
+    resource with its counts and rate while it runs, the batch id on stdout, the
+    final table, exit 0 once completed."""
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [str(ROOT / ".venv/bin/river"), "batch", FEAT_6, DIAGNOSIS, "--wait"],
+        env={**pipeline.env, "COLUMNS": "200"},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+    ) as river:
+        os.close(follower)
+        terminal = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the command ended: its terminal is gone
+                break
+            if not chunk:
+                break
+            terminal += chunk
+        stdout = river.stdout.read()
+        assert river.wait(30) == 0, terminal.decode(errors="replace")
+    os.close(leader)
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal.decode(errors="replace"))
+    batch_id = stdout.splitlines()[0]
+    assert f"batch {batch_id} started: 2 resource(s)" in screen
+    for resource_id in (FEAT_6, DIAGNOSIS):
+        n = expected[resource_id]
+        assert f"{n}/{n}" in screen, screen[-3000:]  # the bar, filled
+        assert f"loaded {n}, failed 0" in screen
+    assert re.search(r"[0-9,]+/s", screen), "no rate shown"
+    assert f"batch {batch_id}: completed" in stdout
+    state = pipeline.request("GET", f"/batches/{batch_id}").json()
+    assert state["status"] == "completed"
 
 
 def committed(group: str) -> dict[int, int]:
