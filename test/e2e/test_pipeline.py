@@ -268,19 +268,23 @@ class TopicReader:
         self.consumer.close()
 
 
-def test_two_copies_of_transformer_and_loader_share_the_work(pipeline, expected):
-    """A second transformer and a second loader join their services' consumer groups:
-    each copy takes partitions and handles messages, and every instance is
-    transformed once and loaded once."""
+def test_two_copies_of_each_service_share_the_work(pipeline, expected):
+    """A second extractor, transformer and loader join their services' consumer
+    groups: each copy takes partitions and handles messages, and every instance is
+    extracted, transformed and loaded once."""
     prefix = pipeline.env["KAFKA_TOPIC_PREFIX"]
-    groups = {stage: f"{prefix}fhir-river-{stage}" for stage in ("transformer", "loader")}
-    pipeline.start_copy("transformer", "transformer-2")
-    pipeline.start_copy("loader", "loader-2")
+    stages = ("extractor", "transformer", "loader")
+    groups = {stage: f"{prefix}fhir-river-{stage}" for stage in stages}
+    copies = [f"{stage}-2" for stage in stages]
+    for stage, key in zip(stages, copies, strict=True):
+        pipeline.start_copy(stage, key)
     try:
         owners = {stage: pipeline.wait_for_group(stage, members=2) for stage in groups}
         before = {stage: committed(group) for stage, group in groups.items()}
         readers = {topic: TopicReader(prefix + topic) for topic in ("transform", "load")}
-        resources = [MEDICATION_REQUEST, DIAGNOSIS]
+        # Their batch events' keys fall on the 3 partitions of `batch` (librdkafka
+        # places a key by its CRC32: 2, 1 and 0), so each extractor has one to run.
+        resources = [MEDICATION_REQUEST, DIAGNOSIS, FEAT_6]
         batch_id = pipeline.batch(resources)
         state = pipeline.wait(batch_id)
         assert state["status"] == "completed"
@@ -307,11 +311,11 @@ def test_two_copies_of_transformer_and_loader_share_the_work(pipeline, expected)
                     f"{stage} member {member} handled nothing on {partitions}: "
                     f"{before[stage]} -> {after}"
                 )
-        for key in ("transformer-2", "loader-2"):
+        for key in copies:
             assert pipeline.processes[key].poll() is None, pipeline.log(key)[-2000:]
             assert f"{pipeline.services[key]} consuming" in pipeline.log(key)
     finally:
-        pipeline.stop("transformer-2", "loader-2")
+        pipeline.stop(*copies)
         for stage in groups:  # the first copies take every partition back
             pipeline.wait_for_group(stage, members=1)
 
