@@ -307,10 +307,15 @@ def test_a_resource_named_twice_runs_once(api, batch_topic):
 # --- POST /preview ---------------------------------------------------------------------
 
 
-def test_preview_answers_what_the_engine_gives(api, engine):
+def test_preview_answers_what_the_engine_gives(api, engine, store, batch_topic):
     keys = ["10006", "41976", "1"]
+    batches, events_before = len(store.batches(limit=1000)), batch_topic.messages()
     answer = api.post("/preview", json={"resource_id": FEAT_6, "primary_key_values": keys})
     assert answer.status_code == 200
+    # Nothing written: no batch, no event, no resource.
+    assert len(store.batches(limit=1000)) == batches
+    assert batch_topic.messages() == events_before
+    assert all(store.read("Patient", r["id"]) is None for r in answer.json["instances"])
     expected = as_json(engine.preview(FEAT_6, keys))
     got = answer.json
     assert [without_last_updated(r) for r in got["instances"]] == [
