@@ -1002,6 +1002,8 @@ def served(settings: Settings, tmp_path_factory) -> Iterator[str]:
 def test_python_m_api_serves_with_gunicorn(served):
     health = requests.get(f"{served}/health", timeout=10)
     assert health.status_code == 200 and health.json()["status"] == "ok"
+    # gunicorn serves, not the development server it falls back on without it.
+    assert health.headers.get("Server", "").startswith("gunicorn"), health.headers
     body = {"resource_id": FEAT_6, "primary_key_values": ["10006"]}
     durations = []
     for _ in range(10):  # both workers get some: each built its engine once, at start
