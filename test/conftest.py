@@ -101,3 +101,26 @@ def mimic_demo_url() -> Iterator[str]:
     with scratch_database("river_test_mimic_demo") as url:
         load_folder(url, MIMIC_DEMO, replace=True)
         yield url
+
+
+@pytest.fixture(scope="session")
+def engine(mimic_demo_url: str) -> Iterator[Any]:
+    """The mapping engine on the MIMIC-III demo with mimic-demo.json, in-process: what
+    `river preview` gives, and what the services must give. (A module that needs the
+    engine of its own settings defines an `engine` fixture of its own.)"""
+    from river.concept_maps import ConceptMaps
+    from river.engine import Engine
+    from river.mapping import load_mappings
+    from river.scripts import ScriptRegistry
+    from river.validation import Validator
+
+    scripts = ScriptRegistry.default()
+    engine = Engine(
+        load_mappings(MIMIC_DEMO_MAPPING, scripts),
+        scripts,
+        ConceptMaps.from_files(CONCEPT_MAPS),
+        Validator(),
+        source_db_url=mimic_demo_url,
+    )
+    yield engine
+    engine.close()

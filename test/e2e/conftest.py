@@ -22,11 +22,6 @@ from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
 from adapters.store import FhirStore, open_store
-from river.concept_maps import ConceptMaps
-from river.engine import Engine
-from river.mapping import load_mappings
-from river.scripts import ScriptRegistry
-from river.validation import Validator
 from test.conftest import (
     CONCEPT_MAPS,
     KAFKA,
@@ -251,21 +246,6 @@ def make_pipeline(tmp: Path, prefix: str, store_url: str, source_url: str) -> Pi
         "PYTHONUNBUFFERED": "1",
     }
     return Pipeline(env, tmp, open_store(store_url, bulk_size=40))
-
-
-@pytest.fixture(scope="module")
-def engine(mimic_demo_url) -> Iterator[Engine]:
-    """The mapping engine the services run, in-process: what they must give."""
-    scripts = ScriptRegistry.default()
-    engine = Engine(
-        load_mappings(MIMIC_DEMO_MAPPING, scripts),
-        scripts,
-        ConceptMaps.from_files(CONCEPT_MAPS),
-        Validator(),
-        mimic_demo_url,
-    )
-    yield engine
-    engine.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,8 @@ import uuid
 import psycopg
 import pytest
 
-from river.concept_maps import ConceptMaps
-from river.engine import Engine
 from river.errors import SourceError
-from river.mapping import load_mappings
-from river.scripts import ScriptRegistry
-from river.validation import Validator
-from test.conftest import CONCEPT_MAPS, MIMIC_DEMO_MAPPING, without_last_updated
+from test.conftest import without_last_updated
 
 SOURCE = "cktlnp0bb00020mmz5fks20ij"
 PATIENT_REF = "62248c11-1d3f-4071-bfa8-f640764a9f63"  # feat_6's logical reference
@@ -48,20 +43,6 @@ EXPECTED_COUNT_SQL = {
     MEDICATION_REQUEST: "SELECT count(*) FROM prescriptions",
     BAD_GENDER: "SELECT count(*) FROM patients",
 }
-
-
-@pytest.fixture(scope="module")
-def engine(mimic_demo_url):
-    scripts = ScriptRegistry.default()
-    engine = Engine(
-        load_mappings(MIMIC_DEMO_MAPPING, scripts),
-        scripts,
-        ConceptMaps.from_files(CONCEPT_MAPS),
-        Validator(),
-        source_db_url=mimic_demo_url,
-    )
-    yield engine
-    engine.close()
 
 
 @pytest.fixture(scope="module")

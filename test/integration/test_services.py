@@ -11,6 +11,7 @@ must give (a poll mixing valid and invalid instances, a replay, a deletion).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -26,9 +27,7 @@ from river import events
 from river.engine import Engine
 from river.settings import Settings
 from test.conftest import (
-    CONCEPT_MAPS,
     KAFKA,
-    MIMIC_DEMO_MAPPING,
     kafka_topics,
     scratch_database,
     without_last_updated,
@@ -42,31 +41,19 @@ PATIENTS = [10006, 10011, 10013]
 
 
 @pytest.fixture(scope="module")
-def settings(mimic_demo_url: str) -> Iterator[Settings]:
+def settings() -> Iterator[Settings]:
+    """Topics and a store of the module's own; the engine is the shared one."""
     prefix = f"test-services-{uuid.uuid4().hex[:8]}-"
     with kafka_topics(prefix), scratch_database("river_test_services_store") as store_url:
         yield Settings(
-            kafka_bootstrap_servers=KAFKA,
-            kafka_topic_prefix=prefix,
-            fhir_store_url=store_url,
-            mappings=str(MIMIC_DEMO_MAPPING),
-            concept_maps=str(CONCEPT_MAPS),
-            source_db_url=mimic_demo_url,
+            kafka_bootstrap_servers=KAFKA, kafka_topic_prefix=prefix, fhir_store_url=store_url
         )
 
 
 @pytest.fixture(scope="module")
-def engine(settings: Settings) -> Iterator[Engine]:
-    engine = Engine.from_settings(settings)
-    yield engine
-    engine.close()
-
-
-@pytest.fixture(scope="module")
 def store(settings: Settings) -> Iterator[FhirStore]:
-    store = open_store(settings.fhir_store_url)
-    yield store
-    store.close()
+    with contextlib.closing(open_store(settings.fhir_store_url)) as store:
+        yield store
 
 
 @pytest.fixture(scope="module")
