@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from confluent_kafka import ConsumerGroupTopicPartitions
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from river.events import TOPICS
@@ -52,6 +53,15 @@ def kafka_topics(prefix: str, topics: tuple[str, ...] = TOPICS) -> Iterator[list
         for future in admin.delete_topics(names).values():
             with contextlib.suppress(Exception):  # best-effort clean-up
                 future.result(30)
+
+
+def committed(group: str) -> dict[int, int]:
+    """partition -> the group's committed offset, -1 if none (the group consumes one
+    topic of 3 partitions)."""
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    found = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
+    offsets = {tp.partition: tp.offset for tp in found[group].result(10).topic_partitions}
+    return {p: offsets.get(p, -1) for p in range(3)}
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0) -> Any:

@@ -16,11 +16,10 @@ import uuid
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from river import events
-from test.conftest import ROOT, without_last_updated
+from test.conftest import ROOT, committed, without_last_updated
 from test.e2e.conftest import KAFKA
 from test.integration.test_engine_mimic import (
     BAD_GENDER,
@@ -211,15 +210,6 @@ def test_river_batch_wait_shows_progress_per_resource_until_the_end(pipeline, ex
     assert f"batch {batch_id}: completed" in stdout
     state = pipeline.request("GET", f"/batches/{batch_id}").json()
     assert state["status"] == "completed"
-
-
-def committed(group: str) -> dict[int, int]:
-    """partition -> the group's committed offset, -1 if none (the group consumes one
-    topic of 3 partitions)."""
-    admin = AdminClient({"bootstrap.servers": KAFKA})
-    found = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
-    offsets = {tp.partition: tp.offset for tp in found[group].result(10).topic_partitions}
-    return {p: offsets.get(p, -1) for p in range(3)}
 
 
 class TopicReader:

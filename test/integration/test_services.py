@@ -12,8 +12,13 @@ must give (a poll mixing valid and invalid instances, a replay, a deletion).
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -28,8 +33,11 @@ from river.engine import Engine
 from river.settings import Settings
 from test.conftest import (
     KAFKA,
+    ROOT,
+    committed,
     kafka_topics,
     scratch_database,
+    wait_for,
     without_last_updated,
 )
 from test.integration.test_engine_mimic import BAD_GENDER, FEAT_6
@@ -286,3 +294,64 @@ def test_a_malformed_message_is_an_error_and_its_poll_goes_on(
     assert "batch_id" in error.message and "str" in error.message, error.message
     next_topic = events.TRANSFORM if topic == events.EXTRACT else events.LOAD
     assert len(topics[next_topic].take(len(PATIENTS))) == len(PATIENTS)
+
+
+# A service whose handler fails with a transient error (its store down) or succeeds:
+# the real loop, consumer group and commits around a handler that does nothing else.
+PROBE = """
+import logging, sys
+from adapters.kafka import ServiceConfig, run_service
+from adapters.store import StoreUnavailable
+from river.settings import Settings
+
+logging.basicConfig(level="INFO")
+
+def handle(messages, out):
+    if sys.argv[1] == "down":
+        raise StoreUnavailable("the store is down (a probe)")
+    print(f"handled {len(messages)}", flush=True)
+
+run_service(Settings.load(env_file=None), ServiceConfig("probe", ("extract",)), handle)
+"""
+
+
+def test_the_loop_commits_only_what_its_handler_finished(settings, producer, tmp_path):
+    """Messages whose work failed are not committed: stopped (SIGTERM) while waiting
+    for its store, the service exits at once, and the next one gets them all again."""
+    for n in range(5):
+        producer.send_raw(events.EXTRACT, f"k{n}".encode(), b"{}")
+    producer.flush()
+    group = f"{settings.kafka_topic_prefix}fhir-river-probe"
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
+        "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+    def run(mode: str, done: Callable[[str], bool]) -> str:
+        log = tmp_path / f"{mode}.log"
+        with log.open("wb") as out:
+            probe = subprocess.Popen(
+                [sys.executable, "-c", PROBE, mode],
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(f"the probe ({mode})", lambda: done(log.read_text()))
+        probe.send_signal(signal.SIGTERM)
+        assert probe.wait(20) == 0, log.read_text()
+        return log.read_text()
+
+    def handled(text: str) -> int:
+        return sum(int(n) for n in re.findall(r"handled (\d+)", text))
+
+    text = run("down", lambda text: "retrying in" in text)
+    assert "the store is down (a probe)" in text
+    assert committed(group) == {0: -1, 1: -1, 2: -1}, "work that failed was committed"
+
+    text = run("ok", lambda text: handled(text) >= 5)
+    assert handled(text) == 5, text  # every message came back, none twice
+    assert "probe stopped" in text
+    assert sum(max(offset, 0) for offset in committed(group).values()) == 5
