@@ -315,17 +315,26 @@ run_service(Settings.load(env_file=None), ServiceConfig("probe", ("extract",)), 
 """
 
 
-def test_the_loop_commits_only_what_its_handler_finished(settings, producer, tmp_path):
+@pytest.fixture
+def probe_settings() -> Iterator[Settings]:
+    """An `extract` topic of the test's own: the probe reads it from its start."""
+    prefix = f"test-probe-{uuid.uuid4().hex[:8]}-"
+    with kafka_topics(prefix, (events.EXTRACT,)):
+        yield Settings(kafka_bootstrap_servers=KAFKA, kafka_topic_prefix=prefix)
+
+
+def test_the_loop_commits_only_what_its_handler_finished(probe_settings, tmp_path):
     """Messages whose work failed are not committed: stopped (SIGTERM) while waiting
     for its store, the service exits at once, and the next one gets them all again."""
+    producer = EventProducer(probe_settings)
     for n in range(5):
         producer.send_raw(events.EXTRACT, f"k{n}".encode(), b"{}")
     producer.flush()
-    group = f"{settings.kafka_topic_prefix}fhir-river-probe"
+    group = f"{probe_settings.kafka_topic_prefix}fhir-river-probe"
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
-        "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+        "KAFKA_TOPIC_PREFIX": probe_settings.kafka_topic_prefix,
         "PYTHONUNBUFFERED": "1",
     }
 
