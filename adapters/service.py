@@ -47,8 +47,13 @@ def failed_instance(store: FhirStore, topic: str, stage: str) -> Failure:
             event.batch_id, event.resource_id, event.primary_key_value, stage, reason
         )
         store.record_errors([error])
-        return events.ErrorEvent(
-            error.batch_id, error.resource_id, error.primary_key_value, stage, reason
-        )
+        return error_event(error)
 
     return failure
+
+
+def error_event(error: InstanceError) -> events.ErrorEvent:
+    """The `errors` event of an instance's error, as the store records it."""
+    return events.ErrorEvent(
+        error.batch_id, error.resource_id, error.primary_key_value, error.stage, error.message
+    )
