@@ -7,7 +7,7 @@ import gc
 import logging
 import os
 
-from adapters.kafka import Failure, Message, where
+from adapters.kafka import Failure, Message, Output, where
 from adapters.store import FhirStore, InstanceError, open_store
 from river import events
 from river.engine import Engine
@@ -57,3 +57,15 @@ def error_event(error: InstanceError) -> events.ErrorEvent:
     return events.ErrorEvent(
         error.batch_id, error.resource_id, error.primary_key_value, error.stage, error.message
     )
+
+
+def report_failures(
+    store: FhirStore, out: Output, failures: list[tuple[bytes | None, InstanceError]]
+) -> None:
+    """Instances that failed, each under its message key: counted as failed in their
+    batches (which still complete, and whose retry runs them again), then said on
+    `errors`."""
+    if failures:
+        store.record_errors([failure for _, failure in failures])
+        for key, failure in failures:
+            out.send(events.ERRORS, key, error_event(failure))

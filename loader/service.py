@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from adapters.kafka import Handler, Message, Output, ServiceConfig, decoded, run_service
-from adapters.service import failed_instance, start
-from adapters.store import CanceledBatches, FhirStore
+from adapters.service import failed_instance, report_failures, start
+from adapters.store import CanceledBatches, FhirStore, InstanceError
 from adapters.store.common import is_resource_type
 from river import events
 from river.batches import is_live_batch
@@ -24,22 +24,23 @@ def make_handler(store: FhirStore) -> Handler:
         # Upserts go in bulk per batch; a deletion first writes what came before it,
         # so that an instance created then deleted in one poll ends deleted.
         upserts: dict[str, list[tuple[bytes | None, events.TransformEvent]]] = defaultdict(list)
+        failures: list[tuple[bytes | None, InstanceError]] = []
         for message, event in decoded(events.TRANSFORM, "load", messages, out):
             if canceled(event.batch_id):
                 continue
             if not is_resource_type(event.fhir_object["resourceType"]):
                 reason = f"not a FHIR resource type: {event.fhir_object['resourceType']!r}"
-                out.send(
-                    events.ERRORS,
-                    message.key,
-                    events.ErrorEvent(event.batch_id, event.resource_id, None, "load", reason),
+                failure = InstanceError(
+                    event.batch_id, event.resource_id, event.primary_key_value, "load", reason
                 )
+                failures.append((message.key, failure))
             elif event.deleted:
                 _upsert(store, upserts, out)
                 _delete(store, message.key, event, out)
             else:
                 upserts[event.batch_id].append((message.key, event))
         _upsert(store, upserts, out)
+        report_failures(store, out, failures)
 
     return handle
 

@@ -6,7 +6,7 @@ on as a deletion of its resource (its id, made by the same rule)."""
 from __future__ import annotations
 
 from adapters.kafka import Handler, Message, Output, ServiceConfig, decoded, run_service
-from adapters.service import error_event, failed_instance, start
+from adapters.service import failed_instance, report_failures, start
 from adapters.store import CanceledBatches, FhirStore, InstanceError
 from river import events
 from river.engine import Engine
@@ -54,10 +54,7 @@ def make_handler(engine: Engine, store: FhirStore) -> Handler:
                         ),
                     )
                 )
-        if failures:
-            store.record_errors([failure for _, failure in failures])
-            for key, failure in failures:
-                out.send(events.ERRORS, key, error_event(failure))
+        report_failures(store, out, failures)
 
     return handle
 

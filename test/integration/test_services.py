@@ -364,3 +364,29 @@ def test_the_loop_commits_only_what_its_handler_finished(probe_settings, tmp_pat
     assert handled(text) == 5, text  # every message came back, none twice
     assert "probe stopped" in text
     assert sum(max(offset, 0) for offset in committed(group).values()) == 5
+
+
+def test_a_resource_whose_type_names_no_table_is_a_failed_instance(store, producer, topics):
+    """The loader refuses it (no table, no collection can be named after it): its batch
+    counts it failed, so the batch still completes, and the rest of the poll loads."""
+    batch_id = new_batch_id()
+    store.create_batch(batch_id, [FEAT_6])
+    store.set_expected(batch_id, FEAT_6, 2)
+    store.set_extracted(batch_id, FEAT_6, 2)
+    for value, resource_type in ((1, "Patient"), (2, "Patient; DROP")):
+        resource = {"resourceType": resource_type, "id": f"{batch_id}-{value}"}
+        event = events.TransformEvent(batch_id, FEAT_6, resource, primary_key_value=value)
+        producer.send(events.TRANSFORM, events.instance_key(FEAT_6, value), event)
+    producer.flush()
+
+    run(loader_handler(store), topics[events.TRANSFORM].take(2), producer)
+
+    (load,) = topics[events.LOAD].events(1)
+    assert (load.id, load.action) == (f"{batch_id}-1", events.CREATED)
+    (error,) = topics[events.ERRORS].events(1)
+    assert (error.batch_id, error.primary_key_value, error.stage) == (batch_id, 2, "load")
+    assert "not a FHIR resource type: 'Patient; DROP'" in error.message
+    total, (recorded,) = store.errors(batch_id)
+    assert (total, recorded.primary_key_value, recorded.stage) == (1, 2, "load")
+    state = store.batch(batch_id)
+    assert (state.resources[FEAT_6].failed, state.status) == (1, "completed")
