@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from river.events import TOPICS
@@ -62,6 +62,25 @@ def committed(group: str) -> dict[int, int]:
     found = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
     offsets = {tp.partition: tp.offset for tp in found[group].result(10).topic_partitions}
     return {p: offsets.get(p, -1) for p in range(3)}
+
+
+def high_watermarks(consumer: Consumer, topic: str) -> dict[int, int]:
+    """partition -> the offset its next message will take (the stack's 3 partitions)."""
+    return {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(3)
+    }
+
+
+def reader_from_now(topic: str) -> tuple[Consumer, dict[int, int]]:
+    """A consumer of `topic` and where it starts: assigned at the high watermarks,
+    outside any group, so it reads what is produced from now on (no rebalance to
+    wait for, no "latest" resolved after a test already produced)."""
+    consumer = Consumer(
+        {"bootstrap.servers": KAFKA, "group.id": "unused", "enable.auto.commit": False}
+    )
+    start = high_watermarks(consumer, topic)
+    consumer.assign([TopicPartition(topic, p, offset) for p, offset in start.items()])
+    return consumer, start
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0) -> Any:

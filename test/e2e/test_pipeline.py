@@ -16,10 +16,16 @@ import uuid
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
 from river import events
-from test.conftest import ROOT, committed, without_last_updated
+from test.conftest import (
+    ROOT,
+    committed,
+    high_watermarks,
+    reader_from_now,
+    without_last_updated,
+)
 from test.e2e.conftest import KAFKA
 from test.integration.test_engine_mimic import (
     BAD_GENDER,
@@ -217,30 +223,15 @@ class TopicReader:
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": KAFKA,
-                "group.id": f"e2e-reader-{uuid.uuid4().hex}",  # assigned: never joins
-                "enable.auto.commit": False,
-            }
-        )
-        self.position = self._ends()
-        self.consumer.assign([TopicPartition(topic, p, o) for p, o in self.position.items()])
+        self.consumer, self.position = reader_from_now(topic)
         self.events: list[dict] = []
-
-    def _ends(self) -> dict[int, int]:
-        """partition -> its high watermark (the offset its next message will take)."""
-        return {
-            p: self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)[1]
-            for p in range(3)
-        }
 
     def batch_events(self, batch_id: str, total: int, timeout: float = 60) -> list[dict]:
         """The events of `batch_id` up to the topic's end, once there are `total` of them
         (a loader sends its load events just after counting them in the store)."""
         deadline = time.monotonic() + timeout
         while True:
-            end = self._ends()
+            end = high_watermarks(self.consumer, self.topic)
             while any(self.position[p] < end[p] for p in end):
                 assert time.monotonic() < deadline, f"{self.topic}: at {self.position}, end {end}"
                 for message in self.consumer.consume(1000, 0.5):

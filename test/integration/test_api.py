@@ -32,7 +32,7 @@ import orjson
 import psycopg
 import pytest
 import requests
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -49,6 +49,7 @@ from test.conftest import (
     KAFKA,
     MIMIC_DEMO_MAPPING,
     ROOT,
+    high_watermarks,
     kafka_topics,
     postgres_url,
     scratch_database,
@@ -238,13 +239,7 @@ class BatchTopic:
 
     def messages(self) -> int:
         """How many messages the topic holds in all (high watermarks)."""
-        total = 0
-        for partition in range(3):
-            _, high = self.watcher.get_watermark_offsets(
-                TopicPartition(self.topic, partition), timeout=10
-            )
-            total += high
-        return total
+        return sum(high_watermarks(self.watcher, self.topic).values())
 
     def close(self) -> None:
         self.consumer.close()

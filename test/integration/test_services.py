@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from adapters.kafka import EventProducer, Handler, Message, Output
 from adapters.store import FhirStore, open_store
@@ -36,6 +35,7 @@ from test.conftest import (
     ROOT,
     committed,
     kafka_topics,
+    reader_from_now,
     scratch_database,
     wait_for,
     without_last_updated,
@@ -75,21 +75,7 @@ class Topic:
 
     def __init__(self, settings: Settings, topic: str) -> None:
         self.topic = topic
-        name = settings.kafka_topic_prefix + topic
-        # Assigned at the high watermarks, outside any group: no rebalance to wait
-        # for, and no "latest" resolved after the test already produced.
-        self.consumer = Consumer({"bootstrap.servers": KAFKA, "group.id": "unused"})
-        partitions = self.consumer.list_topics(name, timeout=10).topics[name].partitions
-        self.consumer.assign(
-            [
-                TopicPartition(
-                    name,
-                    p,
-                    self.consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1],
-                )
-                for p in partitions
-            ]
-        )
+        self.consumer, _ = reader_from_now(settings.kafka_topic_prefix + topic)
 
     def take(self, n: int, timeout: float = 30) -> list[Message]:
         """The next `n` messages, as the service loop hands them to a handler."""
