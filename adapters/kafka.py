@@ -301,8 +301,12 @@ def _process(
                     _process(config, handle, [message], output, producer, stop)
                     for message in messages
                 )
-            log.exception("%s could not process a message", config.name)
-            reason = f"{config.name} failed: {type(error).__name__}: {error}"
+            if isinstance(error, RiverError):  # a sentence for the user (a refused resource)
+                reason = f"{config.name} failed: {error}"
+                log.warning("%s", reason)
+            else:  # a bug: its trace in the log, its type in the error
+                reason = f"{config.name} failed: {type(error).__name__}: {error}"
+                log.exception("%s could not process a message", config.name)
             return _process(config, _give_up(config, reason), messages, output, producer, stop)
 
 

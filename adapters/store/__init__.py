@@ -23,6 +23,11 @@ class StoreUnavailable(RiverError):
     """The store cannot be reached now; the caller waits and retries."""
 
 
+class ResourceRefused(RiverError):
+    """The store refused what a resource holds (PostgreSQL's jsonb takes no \\u0000):
+    the bulk write that held it fails whole; written alone, it fails alone."""
+
+
 @dataclass(frozen=True, slots=True)
 class Loaded:
     """What became of one resource handed to `FhirStore.load`."""

@@ -41,7 +41,13 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import set_json_loads
 
-from adapters.store import FhirStore, InstanceError, Loaded, StoreUnavailable
+from adapters.store import (
+    FhirStore,
+    InstanceError,
+    Loaded,
+    ResourceRefused,
+    StoreUnavailable,
+)
 from adapters.store.common import (
     check_resource_type,
     decode_key,
@@ -146,6 +152,22 @@ _RESOURCE_COLUMNS = (
     "batch_id, resource_id, expected, extracted, transformed, created, updated, deleted, "
     "failed, error"
 )
+
+
+def _refused(
+    error: pgerrors.DataError, items: Sequence[tuple[str, dict[str, Any]]]
+) -> ResourceRefused:
+    """One sentence naming the resource (when there is one) and what PostgreSQL said,
+    without the statement's parameters it would quote (the resource's content)."""
+    what = (
+        f"{items[0][1].get('resourceType')}/{items[0][1].get('id')}"
+        if len(items) == 1
+        else f"one of {len(items)} resources"
+    )
+    reason = error.diag.message_primary or type(error).__name__
+    if error.diag.message_detail:
+        reason += f" ({error.diag.message_detail.rstrip('.')})"
+    return ResourceRefused(f"the PostgreSQL FHIR store refused {what}: {reason}")
 
 
 class _Raced(Exception):
@@ -323,12 +345,15 @@ class PostgresStore(FhirStore):
             return plan.loaded
 
         try:
-            return self._run(work)
-        except pgerrors.UndefinedTable:
-            # A table dropped behind our back (a test, a reset): make it again, once.
-            self._tables.clear()
-            self._ensure_tables(list(ids_by_type))
-            return self._run(work)
+            try:
+                return self._run(work)
+            except pgerrors.UndefinedTable:
+                # A table dropped behind our back (a test, a reset): make it again, once.
+                self._tables.clear()
+                self._ensure_tables(list(ids_by_type))
+                return self._run(work)
+        except pgerrors.DataError as error:
+            raise _refused(error, items) from None
 
     def delete(
         self, batch_id: str, resource_id: str, resource_type: str, ids: Sequence[str]

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from pymongo import monitoring
 
-from adapters.store import FhirStore, InstanceError, StoreUnavailable
+from adapters.store import FhirStore, InstanceError, ResourceRefused, StoreUnavailable
 from adapters.store.mongo import MongoStore
 from adapters.store.postgres import PostgresStore
 from river.batches import CANCELED, COMPLETED, FAILED, RUNNING
@@ -594,3 +594,21 @@ def test_mongo_writes_in_chunks_of_its_bulk_size_under_the_fhir_id(store: FhirSt
     document = store.db["Patient"].find_one({"_id": "pat-007"})
     assert document is not None and document["id"] == "pat-007"
     assert document["name"][0]["family"] == "Roe"
+
+
+def test_postgres_refuses_a_nul_character_in_one_sentence_and_writes_nothing():
+    with scratch_database("river_test_store_refused") as url:
+        store = PostgresStore(url)
+        try:
+            nul = patient(2, family="Nul\u0000Byte")
+            with pytest.raises(ResourceRefused) as refused:
+                store.load("b1", [("res-patient", patient(1)), ("res-patient", nul)])
+            assert str(refused.value) == (
+                "the PostgreSQL FHIR store refused one of 2 resources: unsupported Unicode "
+                "escape sequence (\\u0000 cannot be converted to text)"
+            )
+            assert store.read("Patient", "pat-001") is None  # the bulk write failed whole
+            with pytest.raises(ResourceRefused, match="refused Patient/pat-002: unsupported"):
+                store.load("b1", [("res-patient", nul)])
+        finally:
+            store.close()
