@@ -339,7 +339,7 @@ def _observe(connect: Connect, watch: _Watch, now: float) -> None:
         watch.state, watch.done = "FAILED", True
         failing = failed_task or connector
         where = f"task {failing.get('id')}" if failed_task else "connector"
-        watch.detail = f"{where}: {_trace_summary(failing.get('trace', ''))}"
+        watch.detail = f"{where}: {trace_summary(failing.get('trace', ''))}"
         return
     if connector.get("state") in ("PAUSED", "STOPPED"):
         watch.state, watch.done = connector["state"], True
@@ -357,7 +357,7 @@ def _observe(connect: Connect, watch: _Watch, now: float) -> None:
     watch.detail = "" if tasks else "no task yet"
 
 
-def _trace_summary(trace: str) -> str:
+def trace_summary(trace: str) -> str:
     """The trace's first line, and its deepest cause when there is one (Debezium's first
     line often only says that the connector stopped)."""
     lines = [line.strip() for line in (trace or "").splitlines() if line.strip()]
@@ -475,23 +475,52 @@ def _database_url(config: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class SlotState:
+    """A replication slot as PostgreSQL sees it."""
+
+    active: bool  # a connector's task reads it now
+    retained_bytes: int  # WAL the server keeps for it: what an idle slot costs the disk
+    lag_bytes: int  # WAL written since what the connector last confirmed
+
+
+def slot_state(url: str, slot: str) -> SlotState | None:
+    """The state of a replication slot of the source database at `url`; None if there
+    is no such slot. ConnectorError if the database cannot be reached."""
+    with _source_connection(url) as connection:
+        row = connection.execute(
+            "SELECT active,"
+            " coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint,"
+            " coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint"
+            " FROM pg_replication_slots WHERE slot_name = %s",
+            [slot],
+        ).fetchone()
+    return None if row is None else SlotState(bool(row[0]), int(row[1]), int(row[2]))
+
+
+def _source_connection(url: str | dict[str, str]) -> Any:
+    """A psycopg connection (autocommit) to a source database: an SQLAlchemy or libpq
+    URL, or connection keywords."""
+    import psycopg
+
+    try:
+        if isinstance(url, str):
+            url = re.sub(r"^postgresql\+\w+://", "postgresql://", url)
+            return psycopg.connect(url, autocommit=True, connect_timeout=5)
+        return psycopg.connect(**url, autocommit=True, connect_timeout=5)
+    except psycopg.Error as error:
+        raise ConnectorError(
+            f"its source database cannot be reached ({_one_line(str(error))})"
+        ) from None
+
+
 def _drop_slot(url: str | dict[str, str], slot: str, publication: str | None) -> tuple[bool, bool]:
     """Drops the slot once no process holds it (the deleted connector's task lets go
     within a few seconds), then the publication; (slot dropped, publication dropped)."""
     import psycopg
     from psycopg import errors, sql
 
-    try:
-        if isinstance(url, str):
-            url = re.sub(r"^postgresql\+\w+://", "postgresql://", url)
-            connection = psycopg.connect(url, autocommit=True, connect_timeout=5)
-        else:
-            connection = psycopg.connect(**url, autocommit=True, connect_timeout=5)
-    except psycopg.Error as error:
-        raise ConnectorError(
-            f"its source database cannot be reached ({_one_line(str(error))})"
-        ) from None
-    with connection:
+    with _source_connection(url) as connection:
         deadline = time.monotonic() + SLOT_TIMEOUT
         dropped_slot = False
         while True:

@@ -29,6 +29,21 @@ class KafkaUnavailable(RiverError):
     """Kafka did not acknowledge in time."""
 
 
+class EventTooLarge(RiverError):
+    """An event larger than KAFKA_MESSAGE_MAX_BYTES: its instance fails, named; it is
+    never retried (it would be as large the next time)."""
+
+
+# Room for the record batch's own headers above the largest event, so that an event
+# of exactly the limit still fits in what the broker and the topics accept.
+FRAMING = 64 * 1024
+
+
+def max_message_bytes(settings: Settings) -> int:
+    """What the broker and every topic must accept (infra and Compose set the same)."""
+    return settings.kafka_message_max_bytes + FRAMING
+
+
 def topic_name(settings: Settings, topic: str) -> str:
     return f"{settings.kafka_topic_prefix}{topic}"
 
@@ -39,7 +54,11 @@ def ensure_topics(settings: Settings, names: list[str], partitions: int) -> None
     if not names:
         return
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    new = [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
+    limit = {"max.message.bytes": str(max_message_bytes(settings))}
+    new = [
+        NewTopic(name, num_partitions=partitions, replication_factor=1, config=limit)
+        for name in names
+    ]
     for name, future in admin.create_topics(new, operation_timeout=30).items():
         try:
             future.result(30)
@@ -67,6 +86,27 @@ def ensure_topics(settings: Settings, names: list[str], partitions: int) -> None
         time.sleep(0.2)
 
 
+def group_name(settings: Settings, service: str) -> str:
+    """The consumer group of a service: its copies share its topics' partitions."""
+    return f"{settings.kafka_topic_prefix}fhir-river-{service}"
+
+
+def group_members(admin: AdminClient, groups: list[str], timeout: float) -> dict[str, int]:
+    """group -> how many members it has now. A member is a live process: Kafka drops
+    one whose heartbeats stop for the session timeout (SESSION_TIMEOUT_MS)."""
+    found: dict[str, int] = {}
+    futures = admin.describe_consumer_groups(groups, request_timeout=timeout)
+    for group, future in futures.items():
+        try:
+            found[group] = len(future.result(timeout).members)
+        except KafkaException as error:
+            if error.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND:
+                found[group] = 0
+                continue
+            raise KafkaUnavailable(f"cannot describe consumer group {group}: {error}") from None
+    return found
+
+
 class EventProducer:
     """Produces events; `flush` waits until Kafka acknowledged every one."""
 
@@ -83,7 +123,7 @@ class EventProducer:
                 "linger.ms": 100,
                 "enable.idempotence": True,
                 "compression.type": "lz4",
-                "message.max.bytes": 10_000_000,
+                "message.max.bytes": max_message_bytes(settings),
                 # A delivery report per message costs a Python call each; flush() waits
                 # for every acknowledgement all the same, and failures are still reported.
                 "delivery.report.only.error": True,
@@ -96,6 +136,12 @@ class EventProducer:
 
     def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
         name = topic_name(self.settings, topic)
+        size = len(value) + (len(key) if key else 0)
+        if size > self.settings.kafka_message_max_bytes:
+            raise EventTooLarge(
+                f"its {topic} event is {size:,} bytes, over the limit of"
+                f" {self.settings.kafka_message_max_bytes:,} bytes (KAFKA_MESSAGE_MAX_BYTES)"
+            )
         while True:
             try:
                 self._producer.produce(name, value, key, on_delivery=self._delivered)
@@ -103,6 +149,8 @@ class EventProducer:
             except BufferError:
                 self._producer.poll(0.1)  # the local queue is full: let deliveries drain
             except KafkaException as error:
+                if error.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise EventTooLarge(f"its {topic} event is too large: {error}") from None
                 raise KafkaUnavailable(f"cannot produce to topic {name}: {error}") from None
 
     def flush(self, timeout: float = 30.0) -> None:
@@ -126,6 +174,7 @@ class EventProducer:
 # --- the service loop ---------------------------------------------------------------
 
 TRANSIENT = (KafkaUnavailable, StoreUnavailable, SourceUnavailable)
+SESSION_TIMEOUT_MS = 10_000
 log = logging.getLogger("river")
 
 
@@ -195,23 +244,73 @@ class ServiceConfig:
     # A message this service cannot process, as an error event; None: one that names
     # only where the message was (topic, partition, offset).
     failure: Failure | None = None
+    # So many messages given up in a row mean the service, not the messages, is broken.
+    max_failures: int = 100
 
 
-def run_service(settings: Settings, config: ServiceConfig, handle: Handler) -> None:
+class TooManyFailures(SystemExit):
+    """A service gave up on `max_failures` messages in a row: something is wrong
+    with the service or its settings, not with the messages. It stops with exit
+    status 1 (said in the log, no trace) rather than draining its topic into
+    `errors`, as arroyo's dead-letter limit does."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(1)
+        self.service = service
+
+
+def run_services(settings: Settings, loops: list[tuple[ServiceConfig, Handler]]) -> None:
+    """Several loops in one process, each in a thread with a consumer group of its
+    own, so that one's long work never delays another's messages (the extractor:
+    live changes beside a batch's extraction). SIGTERM stops them all; one that
+    stops by itself (TooManyFailures) stops the others, and the process exits as it."""
+    stop = _StopFlag()
+    ended: list[BaseException] = []
+
+    def run(config: ServiceConfig, handle: Handler) -> None:
+        try:
+            run_service(settings, config, handle, stop)
+        except BaseException as error:  # noqa: BLE001 (handed to the main thread)
+            if not isinstance(error, SystemExit):
+                log.exception("%s stopped on an error", config.name)
+            ended.append(error)
+            stop.set()
+
+    threads = [
+        threading.Thread(target=run, args=loop, name=loop[0].name, daemon=True) for loop in loops
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.5)  # a short join: signals reach the main thread meanwhile
+    if ended:
+        raise ended[0] if isinstance(ended[0], SystemExit) else SystemExit(1)
+
+
+def run_service(
+    settings: Settings, config: ServiceConfig, handle: Handler, stop: _StopFlag | None = None
+) -> None:
     """Consume, hand messages to `handle`, produce, commit; until SIGTERM or SIGINT.
 
     Offsets are committed only after everything the handler produced was
     acknowledged (at least once). A transient failure (Kafka, store or source
-    unavailable) retries the same messages after a pause, without committing.
-    Anything else a handler raises sends the messages to the `errors` topic
-    with the reason and commits them: a bad message never blocks a partition.
+    unavailable) retries the same messages after a pause, without committing,
+    with the partitions paused meanwhile, so that the consumer keeps polling and
+    a long outage never gets it evicted from its group. Anything else a handler
+    raises sends the messages to the `errors` topic with the reason and commits
+    them: a bad message never blocks a partition. After `max_failures` such
+    messages in a row, the service stops with exit status 1 (TooManyFailures).
     """
-    stop = _StopFlag()
+    stop = stop or _StopFlag()
     producer = EventProducer(settings)
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": f"{settings.kafka_topic_prefix}fhir-river-{config.name}",
+            "group.id": group_name(settings, config.name),
+            # A process killed leaves its group after this long without heartbeats:
+            # its partitions go to its copies, and GET /health names it as down.
+            "session.timeout.ms": SESSION_TIMEOUT_MS,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "max.poll.interval.ms": config.max_poll_interval_ms,
@@ -222,36 +321,34 @@ def run_service(settings: Settings, config: ServiceConfig, handle: Handler) -> N
             "queued.max.messages.kbytes": 16384,
             # A subscribed topic not there yet (a connector's) is looked for again this often.
             "topic.metadata.refresh.interval.ms": 10_000,
+            # One event may be as large as KAFKA_MESSAGE_MAX_BYTES.
+            "fetch.max.bytes": max(52_428_800, max_message_bytes(settings)),
             **config.consumer,
         }
     )
     names = {topic_name(settings, topic): topic for topic in config.topics}
     names.update({topic: topic for topic in config.external_topics})
     consumer.subscribe(list(names))
-    output = Output(producer, stop.is_set)
+    loop = _Loop(config, handle, Output(producer, stop.is_set), consumer, stop)
     log.info("%s consuming %s", config.name, ", ".join(names))
     try:
         while not stop.is_set():
             raw = consumer.consume(config.max_batch, config.max_wait)
-            messages = []
-            for message in raw:
-                if message.error() is not None:
-                    log.warning("%s: %s", config.name, message.error())
-                    continue
-                messages.append(
-                    Message(
-                        names.get(message.topic(), message.topic()),
-                        message.partition(),
-                        message.offset(),
-                        message.key(),
-                        message.value(),
-                    )
-                )
+            messages = [
+                _message(names, message) for message in raw if not _is_error(config, message)
+            ]
             if not messages:
                 continue
-            if not _process(config, handle, messages, output, producer, stop):
+            if not loop.process(messages):
                 break  # stopped while retrying: nothing committed, the messages come back
             _commit(consumer, raw)
+            if loop.failures_in_a_row >= config.max_failures:
+                log.error(
+                    "%s could not process %d messages in a row: stopping rather than sending"
+                    " its whole topic to errors (the reasons are above)",
+                    *(config.name, loop.failures_in_a_row),
+                )
+                raise TooManyFailures(config.name)
     finally:
         consumer.close()
         try:
@@ -261,53 +358,103 @@ def run_service(settings: Settings, config: ServiceConfig, handle: Handler) -> N
         log.info("%s stopped", config.name)
 
 
-def _process(
-    config: ServiceConfig,
-    handle: Handler,
-    messages: list[Message],
-    output: Output,
-    producer: EventProducer,
-    stop: _StopFlag,
-) -> bool:
-    """Run the handler until it succeeds; False if stopped before it did.
+def _is_error(config: ServiceConfig, message: Any) -> bool:
+    if message.error() is None:
+        return False
+    log.warning("%s: %s", config.name, message.error())
+    return True
 
-    A poll the handler fails on for another reason than a transient one is run
-    again one message at a time, so that one message nobody can process (a
-    resource the store refuses, a bug) fails alone: it goes to `errors`, and the
-    others are processed. What the failed attempt already produced may go twice:
-    downstream, ids and upserts make a replay harmless.
-    """
-    pause = 0.5
-    while True:
-        try:
-            handle(messages, output)
-            output.flush()
-            return True
-        except Interrupted:
-            return False
-        except TRANSIENT as error:
-            if stop.is_set():
+
+def _message(names: dict[str, str], message: Any) -> Message:
+    return Message(
+        names.get(message.topic(), message.topic()),
+        message.partition(),
+        message.offset(),
+        message.key(),
+        message.value(),
+    )
+
+
+class _Loop:
+    """One poll's processing: the handler, its retries, and what it gives up on."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        handle: Handler,
+        output: Output,
+        consumer: Consumer,
+        stop: _StopFlag,
+    ) -> None:
+        self.config = config
+        self.handle = handle
+        self.output = output
+        self.consumer = consumer
+        self.stop = stop
+        self.failures_in_a_row = 0
+
+    def process(self, messages: list[Message], handle: Handler | None = None) -> bool:
+        """Run the handler until it succeeds; False if stopped before it did.
+
+        A poll the handler fails on for another reason than a transient one is run
+        again one message at a time, so that one message nobody can process (a
+        resource the store refuses, a bug) fails alone: it goes to `errors`, and the
+        others are processed. What the failed attempt already produced may go twice:
+        downstream, ids and upserts make a replay harmless.
+        """
+        name = self.config.name
+        pause = 0.5
+        while True:
+            try:
+                (handle or self.handle)(messages, self.output)
+                self.output.flush()
+                if handle is None:
+                    self.failures_in_a_row = 0
+                return True
+            except Interrupted:
                 return False
-            log.warning("%s: %s; retrying in %.1f s", config.name, error, pause)
-            stop.wait(pause)
-            pause = min(pause * 2, 10.0)
-        except Exception as error:  # a bug or a message nobody can process
-            if len(messages) > 1:
-                log.warning(
-                    "%s could not process %d message(s) (%s: %s): one at a time now",
-                    *(config.name, len(messages), type(error).__name__, error),
-                )
-                return all(
-                    _process(config, handle, [message], output, producer, stop)
-                    for message in messages
-                )
-            if isinstance(error, RiverError):  # a sentence for the user (a refused resource)
-                reason = f"{config.name} failed: {error}"
-                log.warning("%s", reason)
-            else:  # a bug: its trace in the log, its type in the error
-                reason = f"{config.name} failed: {type(error).__name__}: {error}"
-                log.exception("%s could not process a message", config.name)
-            return _process(config, _give_up(config, reason), messages, output, producer, stop)
+            except TRANSIENT as error:
+                if self.stop.is_set():
+                    return False
+                log.warning("%s: %s; retrying in %.1f s", name, error, pause)
+                self.wait(pause)
+                pause = min(pause * 2, 10.0)
+            except Exception as error:  # a bug or a message nobody can process
+                if handle is not None:
+                    raise  # recording the failure failed: no way to say it
+                if len(messages) > 1:
+                    log.warning(
+                        "%s could not process %d message(s) (%s: %s): one at a time now",
+                        *(name, len(messages), type(error).__name__, error),
+                    )
+                    return all(self.process([message]) for message in messages)
+                if isinstance(error, RiverError):  # a sentence for the user (a refused resource)
+                    reason = f"{name} failed: {error}"
+                    log.warning("%s", reason)
+                else:  # a bug: its trace in the log, its type in the error
+                    reason = f"{name} failed: {type(error).__name__}: {error}"
+                    log.exception("%s could not process a message", name)
+                self.failures_in_a_row += 1
+                return self.process(messages, _give_up(self.config, reason))
+
+    def wait(self, seconds: float) -> None:
+        """Wait out a transient failure while polling, partitions paused: the group
+        sees a live member, and nothing new is fetched meanwhile."""
+        assignment = self.consumer.assignment()
+        self.consumer.pause(assignment)
+        try:
+            deadline = time.monotonic() + seconds
+            while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                # Partitions assigned meanwhile are not paused: what they gave is put
+                # back, so that nothing is skipped.
+                for message in self.consumer.consume(self.config.max_batch, min(left, 1.0)):
+                    if message.error() is None:
+                        self.consumer.seek(
+                            TopicPartition(message.topic(), message.partition(), message.offset())
+                        )
+                        self.consumer.pause([TopicPartition(message.topic(), message.partition())])
+        finally:
+            self.consumer.resume(self.consumer.assignment())
 
 
 def _give_up(config: ServiceConfig, reason: str) -> Handler:
@@ -370,6 +517,9 @@ class _StopFlag:
 
     def _set(self, signum: int, frame: Any) -> None:
         log.info("signal %d: finishing the messages in hand, then stopping", signum)
+        self._event.set()
+
+    def set(self) -> None:
         self._event.set()
 
     def is_set(self) -> bool:

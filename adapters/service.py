@@ -47,16 +47,9 @@ def failed_instance(store: FhirStore, topic: str, stage: str) -> Failure:
             event.batch_id, event.resource_id, event.primary_key_value, stage, reason
         )
         store.record_errors([error])
-        return error_event(error)
+        return error
 
     return failure
-
-
-def error_event(error: InstanceError) -> events.ErrorEvent:
-    """The `errors` event of an instance's error, as the store records it."""
-    return events.ErrorEvent(
-        error.batch_id, error.resource_id, error.primary_key_value, error.stage, error.message
-    )
 
 
 def report_failures(
@@ -68,4 +61,4 @@ def report_failures(
     if failures:
         store.record_errors([failure for _, failure in failures])
         for key, failure in failures:
-            out.send(events.ERRORS, key, error_event(failure))
+            out.send(events.ERRORS, key, failure)

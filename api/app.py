@@ -20,12 +20,11 @@ import logging
 import os
 import threading
 import uuid
-from typing import Any
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from adapters.kafka import EventProducer, KafkaUnavailable, topic_name
+from adapters.kafka import EventProducer, KafkaUnavailable
 from adapters.store import FhirStore, StoreUnavailable, open_store
 from api import batches, fhir_routes
 from api.fhir import (
@@ -37,17 +36,16 @@ from api.fhir import (
     error_response,
     json_response,
 )
+from api.health import check
 from api.inputs import MAX_BODY, drain_body, oversize_error
 from api.openapi import document
 from api.scrub import install_log_filter
 from api.services import Services, services, warm_up
 from river.engine import Engine
 from river.errors import RiverError, SourceUnavailable
-from river.events import TOPICS
 from river.settings import Settings
 
 log = logging.getLogger("river.api")
-HEALTH_TIMEOUT = 2.0  # seconds Kafka has to answer a metadata request
 
 
 def create_app(
@@ -83,6 +81,7 @@ def create_app(
     app.register_blueprint(batches.blueprint)
     app.register_blueprint(fhir_routes.blueprint)
     app.add_url_rule("/health", "health", health, methods=["GET"])
+    app.add_url_rule("/health/live", "alive", alive, methods=["GET"])
     app.add_url_rule("/openapi.json", "openapi", openapi, methods=["GET"])
     _register_error_handlers(app)
     app.after_request(_mask_secrets)
@@ -96,37 +95,15 @@ def create_app(
 
 
 def health() -> Response:
-    """Kafka (a metadata request), the store (a ping) and the mappings (how many
-    resources): 200 when all answer, 503 else, with what each said."""
-    river = services()
-    parts: dict[str, dict[str, Any]] = {}
+    """Every part FHIR River needs (api/health.py): 200 when all are ok, else 503."""
+    report = check(services())
+    return json_response(report, 200 if report["status"] == "ok" else 503)
 
-    try:
-        metadata = river.kafka_metadata(HEALTH_TIMEOUT)
-        wanted = [topic_name(river.settings, t) for t in TOPICS]
-        missing = [t for t in wanted if t not in metadata.topics]
-        parts["kafka"] = {
-            "ok": True,
-            "brokers": len(metadata.brokers),
-            # Informative: the services create their topics, or the broker does on first use.
-            **({"missing_topics": missing} if missing else {}),
-        }
-    except KafkaUnavailable as error:
-        parts["kafka"] = {"ok": False, "error": str(error)}
 
-    try:
-        river.store.ping()
-        parts["store"] = {"ok": True, "backend": type(river.store).__name__}
-    except Exception as error:  # StoreUnavailable, or whatever a broken driver raises
-        parts["store"] = {"ok": False, "backend": type(river.store).__name__, "error": str(error)}
-
-    count = len(river.engine.mappings)
-    parts["mappings"] = {"ok": count > 0, "resources": count}
-    if not count:
-        parts["mappings"]["error"] = "no mapping resource is loaded"
-
-    ok = all(part["ok"] for part in parts.values())
-    return json_response({"status": "ok" if ok else "unavailable", **parts}, 200 if ok else 503)
+def alive() -> Response:
+    """The liveness probe: the API process answers (a container's healthcheck, the
+    scripts waiting for it). Whether the pipeline works is /health's question."""
+    return json_response({"status": "alive"})
 
 
 def openapi() -> Response:

@@ -27,6 +27,7 @@ from api.fhir import (
     ApiError,
     json_response,
 )
+from api.health import live_source_problem
 from api.inputs import (
     MAX_PRIMARY_KEYS,
     int_parameter,
@@ -39,9 +40,10 @@ from api.inputs import (
 )
 from api.services import Services, services
 from river import events
-from river.batches import RUNNING, BatchState
+from river.batches import DEGRADED, RUNNING, BatchState
 from river.errors import (
     InvalidMapping,
+    InvalidValue,
     RiverError,
     SourceError,
     SourceUnavailable,
@@ -63,6 +65,8 @@ def create_batch() -> Response:
     resource_ids = string_list(body, "resource_ids")
     _check_known(river, resource_ids, "resource_ids")
     keys = _primary_keys(body.get("primary_key_values"), resource_ids)
+    for resource_id, values in keys.items():
+        _check_keys(river, resource_id, values)
     batch_id = _start(river, resource_ids, keys)
     return json_response({"batch_id": batch_id, "resource_ids": resource_ids})
 
@@ -74,6 +78,7 @@ def preview() -> Response:
     resource_id = string_value(body, "resource_id")
     _check_known(river, [resource_id], "resource_id")
     keys = key_list(required(body, "primary_key_values"), "primary_key_values")
+    _check_keys(river, resource_id, keys)
     try:
         answer = river.engine.preview(resource_id, keys)
     except InvalidMapping as error:
@@ -127,13 +132,14 @@ def list_batches() -> Response:
     limit = int_parameter("limit", 50, 1, 1000)
     offset = int_parameter("offset", 0, 0)
     # One more than asked tells whether a next page exists, without counting them all.
-    found = services().store.batches(limit + 1, offset)
+    river = services()
+    found = river.store.batches(limit + 1, offset)
     page = found[:limit]
     return json_response(
         {
             "limit": limit,
             "offset": offset,
-            "items": [state.as_json() for state in page],
+            "items": [_shown(river, state) for state in page],
             **_page_links("batches.list_batches", {}, limit, offset, len(found) > limit),
         }
     )
@@ -142,7 +148,8 @@ def list_batches() -> Response:
 @blueprint.get("/batches/<batch_id>")
 def get_batch(batch_id: str) -> Response:
     no_other_parameters(set())
-    return json_response(_batch(services(), batch_id).as_json())
+    river = services()
+    return json_response(_shown(river, _batch(river, batch_id)))
 
 
 @blueprint.get("/batches/<batch_id>/errors")
@@ -284,6 +291,23 @@ def _start(
     return batch_id
 
 
+def _check_keys(river: Services, resource_id: str, keys: list[Any] | None) -> None:
+    """Primary key values must read as the key column's type, exactly: `1.5` or
+    `1.0e999` for an integer key is the user's mistake (400), never another row."""
+    if keys is None:
+        return
+    try:
+        river.engine.read_keys(resource_id, keys)
+    except InvalidValue as error:
+        raise ApiError(
+            400, VALUE, f"primary_key_values of resource {resource_id}: {error}"
+        ) from None
+    except SourceUnavailable as error:
+        raise ApiError(503, TRANSIENT, str(error)) from None
+    except SourceError as error:  # the source does not match the mapping (502, as preview)
+        raise ApiError(502, EXCEPTION, str(error)) from None
+
+
 def _check_known(river: Services, resource_ids: list[str], field: str) -> None:
     unknown = []
     for resource_id in resource_ids:
@@ -342,6 +366,21 @@ def _primary_keys(value: Any, resource_ids: list[str]) -> PrimaryKeys:
             expression=field,
         )
     return keys_by_resource
+
+
+def _shown(river: Services, state: BatchState) -> dict[str, Any]:
+    """A batch as the API shows it: a resource whose counters have not moved for
+    STALLED_AFTER_SECONDS is `stalled`, with its stage and the reason (the batch,
+    not ended, stays `running`, flagged `stalled`); a live batch whose connector is
+    not following its source (stopped, paused, a task failed) is `degraded`, with
+    the reason."""
+    shown = state.as_json(stalled_after=river.settings.stalled_after_seconds)
+    source = river.live_source(state.batch_id) if state.live else None
+    if source is not None and shown["status"] == RUNNING:
+        problem = live_source_problem(river, source)
+        if problem is not None:
+            shown["status"], shown["reason"] = DEGRADED, problem
+    return shown
 
 
 def _batch(river: Services, batch_id: str) -> BatchState:

@@ -157,7 +157,22 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "resource_id": {"type": "string"},
-            "status": {"enum": ["running", "completed", "failed", "canceled"]},
+            "status": {
+                "enum": ["running", "completed", "failed", "canceled", "stalled"],
+                "description": "stalled: running, but no counter of the resource moved for the"
+                " API's STALLED_AFTER_SECONDS; `stalled_at_stage` and `reason` say where and why.",
+            },
+            "stalled_at_stage": {
+                "enum": ["extract", "transform", "load"],
+                "description": "Stalled only: extract while the instances to extract are not"
+                " counted or not all extracted, transform while some extracted ones are neither"
+                " transformed nor failed, load otherwise.",
+            },
+            "reason": {
+                "type": "string",
+                "description": "Stalled only, one sentence: e.g. no progress for 412 s; stopped"
+                " at stage transform (1,934 of 1,968 extracted instances transformed).",
+            },
             "expected": {
                 "type": ["integer", "null"],
                 "description": "Null until the extractor counted.",
@@ -176,13 +191,23 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "batch_id": {"type": "string"},
-            "status": {"enum": ["running", "completed", "failed", "canceled"]},
+            "status": {
+                "enum": ["running", "completed", "failed", "canceled", "degraded"],
+                "description": "degraded: a live batch whose connector is not following its"
+                " source now; `reason` says why.",
+            },
+            "reason": {"type": "string"},
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
             "ended_at": {"type": ["string", "null"], "format": "date-time"},
             "duration_seconds": {"type": "number"},
             "retry_of": {"type": "string"},
             "live": {"type": "boolean"},
+            "stalled": {
+                "const": True,
+                "description": "Present when some resource is stalled: the batch, not ended,"
+                " stays running.",
+            },
             "resources": {"type": "array", "items": _ref("ResourceProgress")},
         },
     },
@@ -258,6 +283,11 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "status": {"enum": ["ok", "unavailable"]},
+            "problems": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "One sentence per part that is not ok.",
+            },
             "kafka": {
                 "type": "object",
                 "properties": {
@@ -274,6 +304,21 @@ SCHEMAS: dict[str, Any] = {
                     "backend": {"type": "string"},
                     "error": {"type": "string"},
                 },
+            },
+            "services": {
+                "type": "object",
+                "description": "extractor, transformer, loader (and extractor-live with live"
+                " sources): each {ok, processes}, alive while its consumer group has a member.",
+            },
+            "connectors": {
+                "type": "object",
+                "description": "Each live source's connector: {ok, state, tasks: [{id, state,"
+                " trace}]}.",
+            },
+            "replication_slots": {
+                "type": "object",
+                "description": "Each CDC connector's slot: {ok, connector, active,"
+                " retained_bytes, lag_bytes}.",
             },
             "mappings": {
                 "type": "object",
@@ -504,11 +549,18 @@ PATHS: dict[str, Any] = {
     },
     "/health": {
         "get": {
-            "summary": "Kafka (metadata request), the FHIR store (ping), the mappings (count).",
+            "summary": "Every part FHIR River needs: Kafka, the store, the mappings, the"
+            " services, the live sources' connectors and replication slots.",
             "responses": {
-                "200": _json(_ref("Health"), "Every part answers."),
-                "503": _json(_ref("Health"), "Some part does not: its `error` says why."),
+                "200": _json(_ref("Health"), "Every part is ok."),
+                "503": _json(_ref("Health"), "Some part is not: `problems` names each."),
             },
+        }
+    },
+    "/health/live": {
+        "get": {
+            "summary": "Liveness: the API process answers (a container's healthcheck).",
+            "responses": {"200": _json({"type": "object"}, "The API answers.")},
         }
     },
     "/openapi.json": {

@@ -50,15 +50,35 @@ class Services:
 
     def live_source(self, batch_id: str) -> LiveSource | None:
         """The live source (LIVE_SOURCES) whose work runs under `batch_id`, if any."""
+        return self._live_sources().get(batch_id)
+
+    def live_sources(self) -> list[LiveSource]:
+        """The live sources LIVE_SOURCES names whose mappings are loaded."""
+        return list(self._live_sources().values())
+
+    def _live_sources(self) -> dict[str, LiveSource]:
         with self._lock:
             if self._live is None:
                 try:
                     found = live_sources(self.settings.live_sources, self.engine.mappings)
-                except RiverError as error:  # the extractor refuses to start and says why
+                # A source whose mapping is not loaded is skipped (the extractor warns);
+                # a setting that cannot be meant stops the extractor, which says why.
+                except RiverError as error:
                     log.warning("%s", error)
                     found = []
                 self._live = {source.batch_id: source for source in found}
-            return self._live.get(batch_id)
+            return self._live
+
+    def kafka_admin(self) -> AdminClient:
+        with self._lock:
+            if self._admin is None:
+                self._admin = AdminClient(
+                    {
+                        "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+                        "logger": log,
+                    }
+                )
+            return self._admin
 
     def producer(self) -> EventProducer:
         with self._lock:
@@ -81,15 +101,7 @@ class Services:
 
     def kafka_metadata(self, timeout: float) -> ClusterMetadata:
         """A metadata request to the brokers; KafkaUnavailable if none answers in time."""
-        with self._lock:
-            if self._admin is None:
-                self._admin = AdminClient(
-                    {
-                        "bootstrap.servers": self.settings.kafka_bootstrap_servers,
-                        "logger": log,
-                    }
-                )
-            admin = self._admin
+        admin = self.kafka_admin()
         try:
             return admin.list_topics(timeout=timeout)
         except KafkaException as error:

@@ -26,12 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from river.validation import Validator  # noqa: E402
-
 from river.concept_maps import ConceptMaps  # noqa: E402
 from river.mapping import load_mappings  # noqa: E402
 from river.scripts import ScriptRegistry  # noqa: E402
 from river.transform import ResourceTransformer, timestamp  # noqa: E402
+from river.validation import Validator  # noqa: E402
 from test.utils import synthetic  # noqa: E402
 
 MAPPING = ROOT / ".." / "shared" / "data" / "mappings" / "mimic-demo.json"

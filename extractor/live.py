@@ -21,11 +21,11 @@ from typing import Any
 
 import orjson
 
-from adapters.kafka import Message, Output
+from adapters.kafka import EventTooLarge, Message, Output
 from adapters.store import CanceledBatches, FhirStore, InstanceError
 from river import events
 from river.csv_source import FileError, RowError, csv_records, csv_refusal, resources_reading_file
-from river.engine import Engine
+from river.engine import Engine, unreadable_message
 from river.errors import InvalidMapping, SourceError, SourceUnavailable, UnknownResource
 from river.identity import key_text
 from river.live import CSV, BadChange, LiveSource, RowChange, parse_change
@@ -135,6 +135,11 @@ class LiveFollower:
         try:
             for record in self.engine.records(resource_id, list(wanted.values())):
                 wanted.pop(key_text(record.primary_key_value), None)
+                sent += 1
+                if record.unreadable:  # counted, and failed: the batch's sums stay exact
+                    key = record.primary_key_value
+                    self._error(out, source, resource_id, key, unreadable_message(record))
+                    continue
                 self._send(
                     out,
                     source,
@@ -143,7 +148,6 @@ class LiveFollower:
                     record.primary_key_value,
                     record.columns,
                 )
-                sent += 1
         except SourceUnavailable:
             raise
         except _RESOURCE_PROBLEMS as error:
@@ -227,11 +231,17 @@ class LiveFollower:
         columns: dict[str, list[Any]],
         deleted: bool = False,
     ) -> None:
-        out.send(
-            events.EXTRACT,
-            events.instance_key(resource_id, key),
-            events.ExtractEvent(source.batch_id, resource_id, resource_type, key, columns, deleted),
-        )
+        """An instance's extract event; one over the size limit is a failed instance."""
+        try:
+            out.send(
+                events.EXTRACT,
+                events.instance_key(resource_id, key),
+                events.ExtractEvent(
+                    source.batch_id, resource_id, resource_type, key, columns, deleted
+                ),
+            )
+        except EventTooLarge as error:
+            self._error(out, source, resource_id, key, f"cannot send the instance: {error}")
 
     def _error(
         self,
@@ -247,7 +257,7 @@ class LiveFollower:
         out.send(
             events.ERRORS,
             events.instance_key(resource_id or source.name, key if key is not None else ""),
-            events.ErrorEvent(source.batch_id, resource_id, key, "extract", message),
+            error,
         )
 
 

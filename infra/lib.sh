@@ -14,6 +14,8 @@
 #   FERRETDB_VERSION FERRETDB_DEBUG_PORT   FerretDB's version and its debug/readiness HTTP port
 #   GO                      the go binary that builds FerretDB (default: go on PATH, else
 #                           /usr/local/go/bin/go)
+#   SERVICE_START_TIMEOUT   seconds start.sh waits for each FHIR River service to be ready
+#                           (default 30); one that exits meanwhile fails make start
 
 # shellcheck disable=SC2034  # variables set here are used by the scripts that source this file
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -72,6 +74,7 @@ load_settings() {
     : "${POSTGRES_PASSWORD:=postgres}" "${SOURCE_DB_NAME:=mimic}" "${FHIRSTORE_DB_NAME:=fhirstore}"
     : "${SFTP_PORT:=2222}" "${SFTP_USER:=river}" "${SFTP_PASSWORD:=river}"
     : "${KAFKA_TOPIC_PREFIX:=}" "${KAFKA_TOPIC_PARTITIONS:=3}" "${API_PORT:=3000}"
+    : "${KAFKA_MESSAGE_MAX_BYTES:=16777216}"
     : "${KAFKA_VERSION:=4.3.1}" "${DEBEZIUM_VERSION:=3.7.0.Final}"
     : "${CAMEL_KAFKA_CONNECTOR_VERSION:=0.11.0}" "${CAMEL_VERSION:=3.11.1}"
     : "${LOG4J_VERSION:=2.25.4}" "${JACKSON_JSR310_VERSION:=2.21.2}"
@@ -82,7 +85,11 @@ load_settings() {
     STATE_DIR=$(realpath -m "$STATE_DIR")
     export STATE_DIR KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_CONNECT_PORT POSTGRES_PORT \
         POSTGRES_USER POSTGRES_PASSWORD SOURCE_DB_NAME FHIRSTORE_DB_NAME SFTP_PORT SFTP_USER \
-        SFTP_PASSWORD KAFKA_TOPIC_PREFIX KAFKA_TOPIC_PARTITIONS API_PORT FERRETDB_PORT
+        SFTP_PASSWORD KAFKA_TOPIC_PREFIX KAFKA_TOPIC_PARTITIONS API_PORT FERRETDB_PORT \
+        KAFKA_MESSAGE_MAX_BYTES
+    # The broker and its topics accept the largest event plus room for a record
+    # batch's headers (adapters/kafka.py, FRAMING).
+    KAFKA_BROKER_MAX_BYTES=$((KAFKA_MESSAGE_MAX_BYTES + 65536))
 
     # Where each part keeps its files.
     LOGS="$STATE_DIR/logs"
@@ -298,3 +305,121 @@ find_go() {
 
 # The four FHIR River services: started by start.sh only once python -m <name> exists.
 SERVICES=(api extractor transformer loader)
+
+# --- the FHIR River services ---------------------------------------------------------------
+# A service started by start.sh keeps its pid file until stop.sh removes it, so a pid file
+# whose process is gone means the service exited: start.sh and status.sh say so, with the
+# last line of its log (its one-sentence error, or the last line of a trace).
+
+# service_port NAME: the port the service listens on (the api's), empty for a consumer.
+service_port() {
+    [[ $1 = api ]] && printf '%s' "$API_PORT"
+    return 0
+}
+
+# last_log_line FILE: the last line of FILE that is not blank (500 characters at most);
+# empty when there is none.
+last_log_line() {
+    [[ -s $1 ]] || return 0
+    tail -n 50 "$1" | tr -d '\r' | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c1-500 || true
+}
+
+# service_exited NAME: the service was started (pid file) and no longer runs.
+service_exited() {
+    [[ -f $PIDS/$1.pid && -z $(running "$1" "$(service_port "$1")") ]]
+}
+
+# http_answers PORT PATH: an HTTP answer (any status) from 127.0.0.1:PORT: the api's
+# workers serve (gunicorn listens before they load the app, and exits if they cannot).
+http_answers() {
+    local line=""
+    { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3 2>/dev/null || true
+    IFS= read -r -t 10 line <&3 || true
+    exec 3<&-
+    [[ $line == HTTP/* ]]
+}
+
+# service_ready NAME OFFSET: the service says it serves: the api answers HTTP, a consumer
+# logged "<name> consuming ..." (adapters/kafka.py, once subscribed) after byte OFFSET of
+# its log, which every start appends to.
+service_ready() {
+    local name=$1 offset=$2
+    if [[ $name = api ]]; then
+        http_answers "$API_PORT" /health
+    else
+        # Process substitution, not a pipe: grep -q would end tail with SIGPIPE (pipefail).
+        grep -qF -- " $name consuming " < <(tail -c "+$((offset + 1))" "$LOGS/$name.log" 2>/dev/null)
+    fi
+}
+
+# services_start [NAME...]: the step that starts the FHIR River services (default: all of
+# SERVICES whose package has a __main__.py) that do not run, then waits until each is ready,
+# has exited, or SERVICE_START_TIMEOUT seconds (default 30) passed: a service that exits at
+# start (a setting to fix) takes a few seconds to do so. Sets STEP_RESULT, and
+# SERVICES_EXITED to the services that exited (die_if_services_exited says which, and why).
+services_start() {
+    local s names=("$@") waiting=() still label listed
+    local timeout=${SERVICE_START_TIMEOUT:-30} slow result
+    local -A state=() offset=()
+    slow="not ready after ${timeout}s (see the logs)"
+    SERVICES_EXITED=()
+    ((${#names[@]})) || names=("${SERVICES[@]}")
+    for s in "${names[@]}"; do
+        if [[ ! -f $ROOT/$s/__main__.py ]]; then
+            state[$s]="not written yet"
+        elif [[ -n $(running "$s" "$(service_port "$s")") ]]; then
+            state[$s]=running
+        else
+            offset[$s]=$(stat -c %s "$LOGS/$s.log" 2>/dev/null || echo 0)
+            spawn "$s" "$LOGS/$s.log" "$PY" -m "$s"
+            waiting+=("$s")
+        fi
+    done
+    local deadline=$((SECONDS + timeout))
+    while ((${#waiting[@]})); do
+        still=()
+        for s in "${waiting[@]}"; do
+            if ! alive "$(cat "$PIDS/$s.pid")"; then
+                state[$s]=exited
+                SERVICES_EXITED+=("$s")
+            elif service_ready "$s" "${offset[$s]}"; then
+                state[$s]=running
+            else
+                still+=("$s")
+            fi
+        done
+        waiting=("${still[@]}")
+        ((${#waiting[@]})) || break
+        if ((SECONDS >= deadline)); then
+            # Alive but silent (LOG_LEVEL above INFO, a slow source): they run, said as such.
+            for s in "${waiting[@]}"; do state[$s]=$slow; done
+            break
+        fi
+        sleep 0.2
+    done
+    result=""
+    for label in running "$slow" exited "not written yet"; do
+        listed=()
+        for s in "${names[@]}"; do [[ ${state[$s]} != "$label" ]] || listed+=("$s"); done
+        if ((${#listed[@]})) || [[ $label = running ]]; then
+            result+="; $label: ${listed[*]:-none}"
+        fi
+    done
+    STEP_RESULT=${result#; }
+}
+
+# die_if_services_exited: after services_start, stops (exit 1) with one sentence naming
+# each service that exited at start and the last line of its log.
+die_if_services_exited() {
+    local s last said sentence="" what="fix what it says"
+    ((${#SERVICES_EXITED[@]})) || return 0
+    for s in "${SERVICES_EXITED[@]}"; do
+        last=$(last_log_line "$LOGS/$s.log")
+        said="is empty"
+        [[ -z $last ]] || said="ends with \"$last\""
+        sentence+="${sentence:+; }the $s service exited right after starting, its log $LOGS/$s.log $said"
+    done
+    ((${#SERVICES_EXITED[@]} < 2)) || what="fix what they say"
+    die "$sentence: $what, then run make start again."
+}

@@ -20,7 +20,7 @@ example_data() {
 wait_for_api() {
     local i
     for i in $(seq 1 60); do
-        curl -fsS "$API/health" >/dev/null 2>&1 && { STEP_RESULT="$API"; return; }
+        curl -fsS "$API/health/live" >/dev/null 2>&1 && { STEP_RESULT="$API"; return; }
         sleep 0.5
     done
     die "the api does not answer on $API: see $STATE_DIR/logs/api.log, then run make run again."

@@ -243,6 +243,9 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 log.retention.hours=168
+# One size limit for every part (KAFKA_MESSAGE_MAX_BYTES): a large resource flows.
+message.max.bytes=$KAFKA_BROKER_MAX_BYTES
+replica.fetch.max.bytes=$KAFKA_BROKER_MAX_BYTES
 EOF
         log4j2_config "$KAFKA_HOME/log4j2.xml" "$log" \
             '    <Logger name="kafka.request.logger" level="WARN"/>'
@@ -305,6 +308,9 @@ config.providers=env
 config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider
 # Lets a connector set its own producer/consumer settings (large CSV files).
 connector.client.config.override.policy=All
+# A source row as large as KAFKA_MESSAGE_MAX_BYTES flows (the broker takes it), compressed.
+producer.max.request.size=$KAFKA_MESSAGE_MAX_BYTES
+producer.compression.type=lz4
 EOF
         # Camel logs the SFTP password at INFO (the route's URI): keep it at WARN.
         log4j2_config "$KAFKA_HOME/connect-log4j2.xml" "$log" \
@@ -406,42 +412,16 @@ EOF
     STEP_RESULT="${note}started (pid $pid)"
 }
 
-# --- the FHIR River services (hook) --------------------------------------------------------
-# Each of api, extractor, transformer, loader is started as `python -m <name>` once its
-# package has a __main__.py; until then it is skipped. They read the same settings.
-services_start() {
-    local s pid started=() ok=() failed=() skipped=() port
-    for s in "${SERVICES[@]}"; do
-        if [[ ! -f $ROOT/$s/__main__.py ]]; then
-            skipped+=("$s")
-            continue
-        fi
-        port=""
-        [[ $s = api ]] && port=$API_PORT
-        pid=$(running "$s" "$port")
-        [[ -n $pid ]] || spawn "$s" "$LOGS/$s.log" "$PY" -m "$s"
-        started+=("$s")
-    done
-    ((${#started[@]} == 0)) || sleep 1
-    for s in "${started[@]}"; do
-        if alive "$(cat "$PIDS/$s.pid")"; then
-            ok+=("$s")
-        else
-            failed+=("$s")
-            rm -f "$PIDS/$s.pid"
-            warn "the $s service exited right after starting: see $LOGS/$s.log."
-        fi
-    done
-    STEP_RESULT="running: ${ok[*]:-none}${failed:+; exited: ${failed[*]}}${skipped:+; not written yet: ${skipped[*]}}"
-}
-
 step "PostgreSQL" postgres_start
 step "Kafka (KRaft)" kafka_start
 step "Topics" topics_create
 step "Kafka Connect" connect_start
 step "SFTP (OpenSSH)" sftp_start
 if want_ferretdb; then step "FerretDB $FERRETDB_VERSION" ferretdb_start; fi
+# api, extractor, transformer, loader (services_start, infra/lib.sh): one that exits at
+# start stops make start, with the last line of its log.
 step "FHIR River services" services_start
+die_if_services_exited
 
 say "The stack is up in $(elapsed "$T0")s:"
 bash "$ROOT/infra/status.sh" --where

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One line per part of the local stack: running or stopped, where it listens, its pid.
+# One line per part of the local stack: running or stopped, where it listens, its pid; a
+# FHIR River service that exited (make stop did not stop it) with the last line of its log.
 #   --where   also says how to reach each part (used at the end of start.sh and run.sh).
 # Exit code 0 whatever runs or not.
 set -euo pipefail
@@ -18,6 +19,17 @@ line() { # line PART PORT ADDRESS DETAILS
         "${pid:+pid $pid}${where:+${details:+  $details}}"
 }
 
+service_line() { # service_line NAME ADDRESS: a service, or the service that exited and why
+    local name=$1 address=$2 last
+    if ! service_exited "$name"; then
+        line "$name" "$(service_port "$name")" "$address" ""
+        return 0
+    fi
+    last=$(last_log_line "$LOGS/$name.log")
+    printf '  %-13s %-8s %-36s %s\n' "$name" exited "$address" \
+        "last line of $LOGS/$name.log: ${last:-(empty)}"
+}
+
 line postgres "$POSTGRES_PORT" "127.0.0.1:$POSTGRES_PORT" \
     "databases $SOURCE_DB_NAME, $FHIRSTORE_DB_NAME (user $POSTGRES_USER)"
 line kafka "$KAFKA_PORT" "127.0.0.1:$KAFKA_PORT" "topics: $(topics)"
@@ -30,9 +42,9 @@ fi
 for s in "${SERVICES[@]}"; do
     if [[ -f $ROOT/$s/__main__.py ]]; then
         if [[ $s = api ]]; then
-            line api "$API_PORT" "http://127.0.0.1:$API_PORT" ""
+            service_line api "http://127.0.0.1:$API_PORT"
         else
-            line "$s" "" "(consumer)" ""
+            service_line "$s" "(consumer)"
         fi
     fi
 done

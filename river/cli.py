@@ -89,7 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--api", metavar="URL", help="the API (default: http://127.0.0.1:$API_PORT)")
 
-    status = commands.add_parser("status", help="the state of a batch, or of the latest ones")
+    status = commands.add_parser(
+        "status",
+        help="the state of a batch (a stalled resource: its stage and why), or of the latest ones",
+    )
     status.add_argument("batch_id", nargs="?")
     status.add_argument(
         "--api", metavar="URL", help="the API (default: http://127.0.0.1:$API_PORT)"

@@ -32,6 +32,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from river.batches import STALLED  # a resource's status: no progress for a while
 from river.errors import RiverError
 
 POLL_SECONDS = 0.5
@@ -225,11 +226,23 @@ def _labels(api_url: str) -> dict[str, str]:
 
 def _detail(r: dict[str, Any]) -> str:
     text = f"extracted {r['extracted']}, loaded {r['loaded']}, failed {r['failed']}"
-    return text + " [red]could not run[/]" if r.get("error") else text
+    if r.get("error"):
+        return text + " [red]could not run[/]"
+    if r["status"] == STALLED:
+        return text + f" [yellow]stalled at {r.get('stalled_at_stage')}[/]"
+    return text
+
+
+def _status_of(r: dict[str, Any]) -> str:
+    """A resource's status for the tables: a stalled one names its stage."""
+    if r["status"] == STALLED and r.get("stalled_at_stage"):
+        return f"{STALLED} ({r['stalled_at_stage']})"
+    return str(r["status"])
 
 
 def _print_batch(console: Console, state: dict[str, Any], labels: dict[str, str]) -> None:
-    title = f"batch {state['batch_id']}: {state['status']}, {state['duration_seconds']:.1f} s"
+    status = f"{state['status']} (stalled)" if state.get("stalled") else state["status"]
+    title = f"batch {state['batch_id']}: {status}, {state['duration_seconds']:.1f} s"
     if state.get("retry_of"):
         title += f" (retry of {state['retry_of']})"
     table = Table(title=title, title_justify="left")
@@ -241,7 +254,7 @@ def _print_batch(console: Console, state: dict[str, Any], labels: dict[str, str]
     for r in state["resources"]:
         table.add_row(
             labels.get(r["resource_id"], r["resource_id"]),
-            r["status"],
+            _status_of(r),
             "?" if r["expected"] is None else str(r["expected"]),
             str(r["extracted"]),
             str(r["transformed"]),
@@ -253,6 +266,11 @@ def _print_batch(console: Console, state: dict[str, Any], labels: dict[str, str]
     for r in state["resources"]:
         if r.get("error"):
             console.print(f"{r['resource_id']} could not run: {r['error']}", markup=False)
+        elif r["status"] == STALLED:
+            # The reason names the stage: no progress for 412 s; stopped at stage ...
+            console.print(
+                f"{r['resource_id']} stalled: {r.get('reason')}", markup=False, highlight=False
+            )
 
 
 def _print_batches(console: Console, batches: list[dict[str, Any]]) -> None:
@@ -267,7 +285,7 @@ def _print_batches(console: Console, batches: list[dict[str, Any]]) -> None:
         expected = [r["expected"] for r in resources]
         table.add_row(
             b["batch_id"],
-            b["status"],
+            f"{b['status']} (stalled)" if b.get("stalled") else b["status"],
             b["created_at"][:19].replace("T", " "),
             f"{b['duration_seconds']:.1f}",
             str(len(resources)),

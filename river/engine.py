@@ -112,6 +112,11 @@ class Engine:
     def count(self, resource_id: str, primary_key_values: Iterable[Any] | None = None) -> int:
         return self.source(resource_id).count(self.plan(resource_id), primary_key_values)
 
+    def read_keys(self, resource_id: str, primary_key_values: Iterable[Any]) -> list[Any]:
+        """Primary key values read strictly as the key column's type; InvalidValue
+        names the first that cannot be (a user's typo must not select another row)."""
+        return self.source(resource_id).read_keys(self.plan(resource_id), primary_key_values)
+
     def resources_reading(self, owner: str, table: str) -> list[str]:
         """The resources a change in owner.table may affect: it is their primary
         table, or their joins, filters or conditions reach it (the live path)."""
@@ -164,7 +169,10 @@ class Engine:
                 on_record(record)
             if n % 1000 == 999:
                 now = timestamp()
-            yield self.transform(resource_id, record.columns, now)
+            if record.unreadable:
+                yield unreadable_outcome(resource_id, record)
+            else:
+                yield self.transform(resource_id, record.columns, now)
 
     def preview(self, resource_id: str, primary_key_values: list[Any]) -> dict[str, list[Any]]:
         """`{"instances", "errors", "warnings"}` for a few rows: nothing is written."""
@@ -194,6 +202,15 @@ class Engine:
     def close(self) -> None:
         for source in self._sources.values():
             source.close()
+
+
+def unreadable_message(record: Record) -> str:
+    """Why an instance with values the driver could not read fails (river.unreadable)."""
+    return "cannot read the source row: " + "; ".join(record.unreadable)
+
+
+def unreadable_outcome(resource_id: str, record: Record) -> Outcome:
+    return Outcome(resource_id, record.primary_key_value, error=unreadable_message(record))
 
 
 def _report(outcome: Outcome, message: str) -> dict[str, Any]:

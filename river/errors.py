@@ -48,6 +48,11 @@ class SourceError(RiverError):
     """The source database cannot answer: unreachable, or missing a table or column."""
 
 
+class InvalidValue(SourceError):
+    """A value that cannot be read as its column's type: a primary key value given
+    by a user (`1.5` for an integer key) or a filter value written in a mapping."""
+
+
 class SourceUnavailable(SourceError):
     """The source database cannot be reached now: worth retrying later."""
 

@@ -71,6 +71,9 @@ class LoadEvent(msgspec.Struct, frozen=True):
 
 
 class ErrorEvent(msgspec.Struct, frozen=True):
+    """An instance's error (or a message's, when it is no event): the store keeps
+    it as such (`adapters.store.InstanceError`) and `errors` carries it."""
+
     batch_id: str | None
     resource_id: str | None
     primary_key_value: Any

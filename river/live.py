@@ -12,6 +12,11 @@ feeds (default: every loaded mapping):
 
     LIVE_SOURCES=kafka_connect_connectors/sources/mimic-postgres-cdc.json=examples/mappings
 
+A source whose mapping MAPPINGS does not load (a user's own MAPPINGS with the
+example's LIVE_SOURCES) is left out with one warning naming the connector and the
+mapping; a connector file that is missing or that FHIR River cannot follow is
+still an error.
+
 Two kinds of connector are followed: Debezium's PostgreSQL connector (a change
 of a row re-extracts the instances it touches, river/engine.py) and Camel's SFTP
 source with CSV unmarshalling (each row of a file is an instance,
@@ -21,6 +26,7 @@ river/csv_source.py). Each source's work runs under one live batch, visible in
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +38,8 @@ from river.batches import live_batch_id
 from river.connectors import ConnectorError, ConnectorFile, load_file
 from river.errors import ConfigurationError, RiverError
 from river.mapping import Mapping, MappingSet
+
+log = logging.getLogger("river")
 
 CDC, CSV = "cdc", "csv"
 DEBEZIUM_POSTGRES = "io.debezium.connector.postgresql.PostgresConnector"
@@ -49,6 +57,8 @@ class LiveSource:
     topics: dict[str, tuple[str, str] | None]
     # What a user should know: tables the resources read that the connector does not capture.
     warnings: tuple[str, ...] = field(default=())
+    # CDC: the replication slot the connector reads (Debezium's default: debezium).
+    slot: str | None = None
 
     @property
     def batch_id(self) -> str:
@@ -76,20 +86,29 @@ class BadChange(RiverError):
 
 
 def live_sources(setting: str, mappings: MappingSet) -> list[LiveSource]:
-    """The sources LIVE_SOURCES names; ConfigurationError naming the faulty entry."""
+    """The sources LIVE_SOURCES names; ConfigurationError naming the faulty entry.
+
+    A source whose mapping is not loaded is skipped with a warning (logged), so that
+    pointing MAPPINGS at one's own mappings does not stop the extractor."""
     sources: list[LiveSource] = []
+    names: list[str] = []
     for entry in (part.strip() for part in setting.split(",")):
         if not entry:
             continue
         location, _, mapping_name = entry.partition("=")
-        selected = _mappings_named(mapping_name.strip(), mappings, entry)
-        for path in _connector_paths(Path(location.strip()), entry):
-            try:
-                connector = load_file(path)
-            except ConnectorError as error:
-                raise ConfigurationError(f"setting LIVE_SOURCES ({entry}): {error}") from None
-            sources.append(_source(connector, selected))
-    names = [source.name for source in sources]
+        connectors = [
+            _load(path, entry) for path in _connector_paths(Path(location.strip()), entry)
+        ]
+        names += [connector.name for connector in connectors]
+        name = mapping_name.strip()
+        selected = _mappings_named(name, mappings)
+        for connector in connectors:
+            # Checked even when skipped: a connector FHIR River cannot follow is an error.
+            source = _source(connector, selected)
+            if selected or not name:
+                sources.append(source)
+            else:
+                log.warning("%s", _skipped(connector, name, mappings))
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise ConfigurationError(f"setting LIVE_SOURCES names connector {twice[0]} twice")
@@ -141,24 +160,41 @@ def _connector_paths(location: Path, entry: str) -> list[Path]:
     return [location]
 
 
-def _mappings_named(name: str, mappings: MappingSet, entry: str) -> list[Mapping]:
+def _load(path: Path, entry: str) -> ConnectorFile:
+    try:
+        return load_file(path)
+    except ConnectorError as error:
+        raise ConfigurationError(f"setting LIVE_SOURCES ({entry}): {error}") from None
+
+
+def _mappings_named(name: str, mappings: MappingSet) -> list[Mapping]:
+    """The loaded mappings `name` designates (all of them for no name); [] for none."""
     if not name:
         return list(mappings.mappings)
     wanted = Path(name).resolve()
-    selected = [
+    return [
         mapping
         for mapping in mappings.mappings
         if name == mapping.source_name
         or wanted == Path(mapping.origin).resolve()
         or wanted in Path(mapping.origin).resolve().parents
     ]
-    if not selected:
-        loaded = ", ".join(m.origin for m in mappings.mappings) or "none"
-        raise ConfigurationError(
-            f"setting LIVE_SOURCES ({entry}): {name} is none of the mappings MAPPINGS loads"
-            f" ({loaded})"
+
+
+def _skipped(connector: ConnectorFile, name: str, mappings: MappingSet) -> str:
+    """The one line that says a connector is not followed, and why."""
+    loaded = ", ".join(m.origin for m in mappings.mappings) or "none"
+    if Path(name).exists():
+        why = f"{name} is not among the mappings MAPPINGS loads ({loaded})"
+    else:
+        why = (
+            f"{name} is no mapping file or folder, nor the source name of a loaded mapping"
+            f" (MAPPINGS loads {loaded})"
         )
-    return selected
+    return (
+        f"setting LIVE_SOURCES: connector {connector.name} ({connector.path}) is not followed:"
+        f" its mapping {why}; name the connector=mapping pairs to follow in LIVE_SOURCES"
+    )
 
 
 def _source(connector: ConnectorFile, mappings: list[Mapping]) -> LiveSource:
@@ -180,7 +216,8 @@ def _source(connector: ConnectorFile, mappings: list[Mapping]) -> LiveSource:
         topics: dict[str, tuple[str, str] | None] = {
             f"{prefix}.{owner}.{table}": (owner, table) for owner, table in tables
         }
-        return LiveSource(connector.name, CDC, resource_ids, topics, warnings)
+        slot = config.get("slot.name") or "debezium"
+        return LiveSource(connector.name, CDC, resource_ids, topics, warnings, slot)
     if connector_class == CAMEL_SOURCE and config.get("camel.source.unmarshal") == "csv":
         topic = config.get("topics", "")
         if not topic or "," in topic:

@@ -33,11 +33,19 @@ class Settings:
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic_prefix: str = ""
     kafka_topic_partitions: int = 3
+    # The largest event (bytes, before compression) producers, broker, topics and
+    # Kafka Connect all accept: one decision (KAFKA_MESSAGE_MAX_BYTES).
+    kafka_message_max_bytes: int = 16 * 1024 * 1024
     kafka_connect_url: str = "http://127.0.0.1:8083"
+    # GET /health answers 503 when a live source's replication slot keeps more WAL.
+    replication_slot_max_bytes: int = 1024**3
     api_host: str = "127.0.0.1"
     api_port: int = 3000
     fhir_store_url: str = "postgresql://postgres:postgres@127.0.0.1:5432/fhirstore"
     mongo_bulk_size: int = 500
+    # The API shows a resource of a running batch `stalled` when its counters have
+    # not moved for this long (seconds; 0: never).
+    stalled_after_seconds: int = 300
     mappings: str = "examples/mappings"
     pyrog_api_url: str = ""
     pyrog_login: str = ""
@@ -63,11 +71,20 @@ class Settings:
             ),
             kafka_topic_prefix=env.get("KAFKA_TOPIC_PREFIX", ""),
             kafka_topic_partitions=_read_int(env, "KAFKA_TOPIC_PARTITIONS", 3),
+            kafka_message_max_bytes=_read_int(
+                env, "KAFKA_MESSAGE_MAX_BYTES", cls.kafka_message_max_bytes
+            ),
             kafka_connect_url=_read(env, "KAFKA_CONNECT_URL", cls.kafka_connect_url),
+            replication_slot_max_bytes=_read_int(
+                env, "REPLICATION_SLOT_MAX_BYTES", cls.replication_slot_max_bytes
+            ),
             api_host=_read(env, "API_HOST", cls.api_host),
             api_port=_read_int(env, "API_PORT", 3000),
             fhir_store_url=_read(env, "FHIR_STORE_URL", cls.fhir_store_url),
             mongo_bulk_size=_read_int(env, "MONGO_BULK_SIZE", 500),
+            stalled_after_seconds=_read_int(
+                env, "STALLED_AFTER_SECONDS", cls.stalled_after_seconds
+            ),
             mappings=_read(env, "MAPPINGS", cls.mappings),
             pyrog_api_url=env.get("PYROG_API_URL", ""),
             pyrog_login=env.get("PYROG_LOGIN", ""),

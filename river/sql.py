@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import math
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +26,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import InterfaceError, NoSuchTableError, OperationalError, SQLAlchemyError
 
-from river.errors import SourceError, SourceUnavailable
+from river.errors import InvalidValue, SourceError, SourceUnavailable
 from river.plan import ResourcePlan, SqlInput
+from river.unreadable import Unreadable, not_finite, tolerate_unreadable
 
 Columns = dict[str, list[Any]]
+# Primary key values per query: an IN list is one bound parameter a value, and
+# drivers cap them (PostgreSQL's protocol at 65,535); a retry may name more.
+KEYS_PER_QUERY = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +42,9 @@ class Record:
 
     primary_key_value: Any
     columns: Columns
+    # Values the driver could not read ("column admissions.dischtime: a timestamp
+    # ..."): such an instance fails, named, and the others go on.
+    unreadable: tuple[str, ...] = ()
 
 
 class SourceDatabase:
@@ -47,6 +56,8 @@ class SourceDatabase:
             self.url = self.url.set(drivername="postgresql+psycopg")
         self.chunk_size = chunk_size
         self.engine: Engine = sa.create_engine(self.url, pool_pre_ping=True)
+        if self.url.get_driver_name() == "psycopg":
+            sa.event.listen(self.engine, "connect", _tolerate_unreadable)
         self._tables: dict[tuple[str, str], sa.Table] = {}
 
     @property
@@ -95,29 +106,58 @@ class SourceDatabase:
         self, plan: ResourcePlan, primary_key_values: Iterable[Any] | None = None
     ) -> Iterator[Record]:
         """Stream the instances of `plan`, grouped by primary key, in chunks."""
-        query = self.query(plan, primary_key_values)
         labels = [column.label for column in plan.columns]
+        names = [f"{c.column.table}.{c.column.column}" for c in plan.columns]
         converters = [self._converter(plan, column) for column in plan.columns]
-        try:
-            with self.engine.connect() as connection:
-                result = connection.execution_options(
-                    stream_results=True, yield_per=self.chunk_size
-                ).execute(query)
-                yield from _group(result, labels, converters)
-        except SQLAlchemyError as error:
-            raise self.unreachable(error) from None
+        for query in self._queries(plan, primary_key_values):
+            try:
+                with self.engine.connect() as connection:
+                    result = connection.execution_options(
+                        stream_results=True, yield_per=self.chunk_size
+                    ).execute(query)
+                    yield from _group(result, labels, names, converters)
+            except SQLAlchemyError as error:
+                raise self.unreachable(error) from None
 
     def count(self, plan: ResourcePlan, primary_key_values: Iterable[Any] | None = None) -> int:
         """How many instances the resource has after filters: the batch size."""
-        query = self.query(plan, primary_key_values)
-        pk = query.selected_columns[0]
-        distinct_keys = query.with_only_columns(pk).order_by(None).distinct().subquery()
-        counting = sa.select(sa.func.count()).select_from(distinct_keys)
-        try:
-            with self.engine.connect() as connection:
-                return int(connection.execute(counting).scalar_one())
-        except SQLAlchemyError as error:
-            raise self.unreachable(error) from None
+        total = 0
+        for query in self._queries(plan, primary_key_values):
+            pk = query.selected_columns[0]
+            distinct_keys = query.with_only_columns(pk).order_by(None).distinct().subquery()
+            counting = sa.select(sa.func.count()).select_from(distinct_keys)
+            try:
+                with self.engine.connect() as connection:
+                    total += int(connection.execute(counting).scalar_one())
+            except SQLAlchemyError as error:
+                raise self.unreachable(error) from None
+        return total
+
+    def read_keys(self, plan: ResourcePlan, primary_key_values: Iterable[Any]) -> list[Any]:
+        """The values read as the primary key column's type, strictly: InvalidValue
+        names the first that cannot be (`1.5` or `1.0e999` for an integer key)."""
+        joined, tables = _joined(self, plan)
+        pk = _column(tables[plan.primary_key.alias], plan.primary_key.column.column)
+        read = []
+        for n, value in enumerate(primary_key_values):
+            try:
+                read.append(read_as(pk, value))
+            except InvalidValue as error:
+                raise InvalidValue(f"primary key value {n + 1}: {error}") from None
+        return read
+
+    def _queries(
+        self, plan: ResourcePlan, primary_key_values: Iterable[Any] | None
+    ) -> Iterator[sa.Select]:
+        """The query of the whole resource, or one per chunk of distinct keys."""
+        if primary_key_values is None:
+            yield self.query(plan)
+            return
+        keys = list(dict.fromkeys(self.read_keys(plan, primary_key_values)))
+        if not keys:
+            yield self.query(plan, [])
+        for start in range(0, len(keys), KEYS_PER_QUERY):
+            yield self.query(plan, keys[start : start + KEYS_PER_QUERY])
 
     def keys_reaching(
         self, plan: ResourcePlan, owner: str, table: str, rows: Iterable[dict[str, Any]]
@@ -141,7 +181,7 @@ class SourceDatabase:
                     row[alias.on_right] for row in rows if row.get(alias.on_right) is not None
                 ]
                 if values:
-                    conditions.append(column.in_([_coerce(column, v) for v in values]))
+                    conditions.append(column.in_([read_as(column, v) for v in values]))
             if not conditions:
                 return []
             keys = sa.select(pk).select_from(joined).where(sa.or_(*conditions)).distinct()
@@ -194,7 +234,7 @@ def _build_query(
             _filter_clause(column_of(filter_.input), filter_.relation, filter_.value)
         )
     if primary_key_values is not None:
-        values = [_coerce(pk, value) for value in primary_key_values]
+        values = [read_as(pk, value) for value in primary_key_values]
         query = query.where(pk.in_(values))
     return query.order_by(pk)
 
@@ -209,13 +249,13 @@ def _column(table: sa.FromClause, name: str) -> sa.ColumnElement:
 
 def _filter_clause(column: sa.ColumnElement, relation: str, value: str) -> sa.ColumnElement:
     if relation == "IN":
-        return column.in_([_coerce(column, v.strip()) for v in value.split(",")])
+        return column.in_([read_as(column, v.strip()) for v in value.split(",")])
     if relation == "BETWEEN":
         low, _, high = value.partition(",")
-        return column.between(_coerce(column, low.strip()), _coerce(column, high.strip()))
+        return column.between(read_as(column, low.strip()), read_as(column, high.strip()))
     if relation == "LIKE":
         return column.like(value)
-    coerced = _coerce(column, value)
+    coerced = read_as(column, value)
     return {
         "=": column == coerced,
         "<>": column != coerced,
@@ -226,30 +266,59 @@ def _filter_clause(column: sa.ColumnElement, relation: str, value: str) -> sa.Co
     }[relation]
 
 
-def _coerce(column: sa.ColumnElement, value: Any) -> Any:
-    """A value written as text in a mapping, read as the column's type."""
-    if not isinstance(value, str):
-        return value
+_WHOLE_NUMBER = re.compile(r"\s*[+-]?\d+(\.0*)?\s*")
+# Bounds of the integer types, so that a key too large for the column is refused
+# here, in a sentence, rather than by the database in the middle of a batch.
+_INTEGER_BITS = ((sa.SmallInteger, 16), (sa.BigInteger, 64), (sa.Integer, 32))
+
+
+def read_as(column: sa.ColumnElement, value: Any) -> Any:
+    """A value (written as text in a mapping, or a key given by a user or a source
+    change) read as the column's type, strictly: a value that is not exactly one
+    of the type's (`1.5` or `1.0e999` for an integer) raises InvalidValue, never
+    rounded into another row's key."""
     try:
         python_type = column.type.python_type
     except NotImplementedError:
         return value
+    where = f"column {column.name} ({column.type})"
     try:
+        if python_type is int:
+            return _read_integer(column, value)
+        if python_type in (float, decimal.Decimal):
+            number = python_type(value) if isinstance(value, str) else value
+            if isinstance(number, float | decimal.Decimal) and not math.isfinite(number):
+                raise ValueError
+            return number
+        if python_type is str:  # a number given for a text key is that text
+            return value if isinstance(value, str) else str(value)
+        if not isinstance(value, str):
+            return value
         if python_type is bool:
             return value.strip().lower() in ("1", "true", "t", "yes")
-        if python_type is int:
-            return int(float(value)) if "." in value else int(value)
-        if python_type in (float, decimal.Decimal):
-            return python_type(value)
         if python_type is dt.datetime:
             return dt.datetime.fromisoformat(value)
         if python_type is dt.date:
             return dt.date.fromisoformat(value[:10])
-    except ValueError:
-        raise SourceError(
-            f"value {value!r} cannot be read as the type of column {column.name} ({column.type})"
-        ) from None
+    except (ValueError, ArithmeticError):
+        shown = value if len(str(value)) <= 40 else f"{str(value)[:40]}..."
+        raise InvalidValue(f"{shown!r} cannot be read as the type of {where}") from None
     return value
+
+
+def _read_integer(column: sa.ColumnElement, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value):
+        number = int(value.strip().split(".")[0])
+    else:
+        raise ValueError
+    bits = next((b for kind, b in _INTEGER_BITS if isinstance(column.type, kind)), None)
+    if bits is not None and not -(2 ** (bits - 1)) <= number < 2 ** (bits - 1):
+        raise ValueError
+    return number
 
 
 def _json_converter(sql_type: sa.types.TypeEngine) -> Callable[[Any], Any] | None:
@@ -258,9 +327,17 @@ def _json_converter(sql_type: sa.types.TypeEngine) -> Callable[[Any], Any] | Non
         python_type = sql_type.python_type
     except NotImplementedError:
         return _to_json
-    if python_type in (str, int, float, bool):
+    if python_type is float:
+        return _finite
+    if python_type in (str, int, bool):
         return None
     return _to_json
+
+
+def _finite(value: Any) -> Any:
+    if type(value) is float and not math.isfinite(value):
+        return not_finite(value)
+    return value
 
 
 def _to_json(value: Any) -> Any:
@@ -269,31 +346,57 @@ def _to_json(value: Any) -> Any:
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        if not value.is_finite():
+            return not_finite(value)
+        number = float(value)
+        if not math.isfinite(number):  # beyond a double: 1e400
+            return Unreadable("a number too large for a FHIR number")
+        return int(value) if value == value.to_integral_value() else number
+    if isinstance(value, Unreadable):
+        return value
     if isinstance(value, bytes | memoryview):
         return bytes(value).hex()
     return str(value)
 
 
 def _group(
-    rows: Iterable[sa.Row], labels: list[str], converters: list[Callable[[Any], Any] | None]
+    rows: Iterable[sa.Row],
+    labels: list[str],
+    names: list[str],
+    converters: list[Callable[[Any], Any] | None],
 ) -> Iterator[Record]:
-    """Consecutive rows of one primary key (the query orders by it) make one record."""
+    """Consecutive rows of one primary key (the query orders by it) make one record;
+    a value the driver could not read (`names` says where) is noted on its record,
+    and stands there as null."""
     converted = [(i, f) for i, f in enumerate(converters) if f is not None]
     current: Any = object()
     columns: Columns = {}
+    unreadable: list[str] = []
     for row in rows:
         values = list(row)
+        problems = None
         for i, convert in converted:
-            values[i] = convert(values[i])
+            value = convert(values[i])
+            if type(value) is Unreadable:
+                problems = (problems or []) + [f"column {names[i]}: {value.reason}"]
+                value = None
+            values[i] = value
         key = values[0]
         if key != current:
             if columns:
-                yield Record(current, columns)
+                yield Record(current, columns, tuple(unreadable))
+                if unreadable:
+                    unreadable = []
             current = key
             columns = {label: [value] for label, value in zip(labels, values, strict=True)}
         else:
             for label, value in zip(labels, values, strict=True):
                 columns[label].append(value)
+        if problems:
+            unreadable.extend(p for p in problems if p not in unreadable)
     if columns:
-        yield Record(current, columns)
+        yield Record(current, columns, tuple(unreadable))
+
+
+def _tolerate_unreadable(dbapi_connection: Any, record: Any) -> None:
+    tolerate_unreadable(dbapi_connection)

@@ -5,7 +5,15 @@ on as a deletion of its resource (its id, made by the same rule)."""
 
 from __future__ import annotations
 
-from adapters.kafka import Handler, Message, Output, ServiceConfig, decoded, run_service
+from adapters.kafka import (
+    EventTooLarge,
+    Handler,
+    Message,
+    Output,
+    ServiceConfig,
+    decoded,
+    run_service,
+)
 from adapters.service import failed_instance, report_failures, start
 from adapters.store import CanceledBatches, FhirStore, InstanceError
 from river import events
@@ -40,8 +48,11 @@ def make_handler(engine: Engine, store: FhirStore) -> Handler:
             except RiverError as error:  # unknown resource, invalid mapping
                 problem = str(error)
             if problem is None:
-                out.send(events.TRANSFORM, message.key, transformed)
-            else:
+                try:
+                    out.send(events.TRANSFORM, message.key, transformed)
+                except EventTooLarge as error:
+                    problem = f"cannot send the resource: {error}"
+            if problem is not None:
                 failures.append(
                     (
                         message.key,

@@ -17,6 +17,7 @@ from typing import Any
 
 from river.batches import BatchState
 from river.errors import RiverError
+from river.events import ErrorEvent
 
 
 class StoreUnavailable(RiverError):
@@ -37,13 +38,9 @@ class Loaded:
     action: str  # created, updated, or replayed (already loaded by this batch, same content)
 
 
-@dataclass(frozen=True, slots=True)
-class InstanceError:
-    batch_id: str | None
-    resource_id: str | None
-    primary_key_value: Any
-    stage: str
-    message: str
+# An instance's error is one record everywhere: what a service makes, what the store
+# keeps and what the `errors` topic carries are the same `ErrorEvent`.
+InstanceError = ErrorEvent
 
 
 class FhirStore(ABC):

@@ -11,7 +11,9 @@ on read. New ids are inserted (`insert_many`), known ones replaced
 (`ReplaceOne(upsert=True)`), in chunks of `bulk_size`. Batch state is one
 document per batch in `river_batch` (`_id` = batch id, counters under
 `resources.<resource id>`); errors are documents of `river_batch_error` under
-a unique index on (batch, resource, primary key, stage).
+a unique index on (batch, resource, primary key, stage). The update that
+changes a resource's counter also sets its `progressed_at` (river.batches,
+`stall`): one `update_one` of the batch document, atomic on its own.
 
 It is written to what FerretDB answers correctly (STACK.md), which the tests
 run it on, so that it also runs on real MongoDB: documents keyed and found by
@@ -75,6 +77,10 @@ from river.batches import BatchState, ResourceProgress
 BATCHES, ERRORS = "river_batch", "river_batch_error"
 OURS = "_river"
 COUNTERS = ("transformed", "created", "updated", "deleted", "failed")
+PROGRESSED = "progressed_at"
+# What a missing field of `resources.<id>` stands for (a missing expected or error is
+# null, which `$ne` already treats so).
+_UNSET = {"extracted": 0}
 _DUPLICATE_KEY = 11000
 # Ids per `$in` read. Reads are not what deadlocks FerretDB (update commands are), and it
 # answers an `$in` by scanning the collection whatever the number of ids: one scan per call.
@@ -298,7 +304,8 @@ class MongoStore(FhirStore):
 
     # --- batches ----------------------------------------------------------------------------
     def _bump(self, batch_id: str, counters: dict[str, dict[str, int]]) -> None:
-        """$inc the counters of a batch's resources (the batch document is made if missing)."""
+        """$inc the counters of a batch's resources (the batch document is made if missing),
+        and set the progressed_at of those whose counters change."""
         increments = {
             f"resources.{field_key(resource_id)}.{name}": n
             for resource_id, values in counters.items()
@@ -306,24 +313,39 @@ class MongoStore(FhirStore):
             if n
         }
         if increments:
+            now = _now()
+            moved = {
+                f"resources.{field_key(resource_id)}.{PROGRESSED}": now
+                for resource_id, values in counters.items()
+                if any(values.values())
+            }
             self.db[BATCHES].update_one(
                 {"_id": batch_id},
-                {"$inc": increments, "$set": {"updated_at": _now()}},
+                {"$inc": increments, "$set": {"updated_at": now, **moved}},
                 upsert=True,
             )
 
     def _set_progress(self, batch_id: str, resource_id: str, name: str, value: Any) -> None:
+        """Set the value where it differs from the stored one, with progressed_at; the
+        same value again changes nothing (as PostgreSQL's IS DISTINCT FROM)."""
+        prefix = f"resources.{field_key(resource_id)}"
+        now = _now()
+        update = {
+            "$set": {f"{prefix}.{name}": value, f"{prefix}.{PROGRESSED}": now, "updated_at": now}
+        }
+        differs: dict[str, Any] = {"$ne": value}
+        if name in _UNSET and value == _UNSET[name]:
+            differs = {"$exists": True, "$ne": value}
+        where = {"_id": batch_id, f"{prefix}.{name}": differs}
         with self._guard():
-            self.db[BATCHES].update_one(
-                {"_id": batch_id},
-                {
-                    "$set": {
-                        f"resources.{field_key(resource_id)}.{name}": value,
-                        "updated_at": _now(),
-                    }
-                },
-                upsert=True,
-            )
+            batches = self.db[BATCHES]
+            try:
+                batches.update_one(where, update, upsert=True)
+            except DuplicateKeyError:
+                # The batch exists and holds this value already (the filter matched nothing,
+                # so the upsert tried a new document), or a concurrent writer made it just
+                # now: set the value if it still differs.
+                batches.update_one(where, update)
 
     def add_counts(self, batch_id: str, counters: dict[str, dict[str, int]]) -> None:
         with self._guard():
@@ -331,12 +353,14 @@ class MongoStore(FhirStore):
 
     def add_extracted(self, batch_id: str, resource_id: str, n: int) -> None:
         prefix = f"resources.{field_key(resource_id)}"
+        now = _now()
+        moved = {f"{prefix}.{PROGRESSED}": now} if n else {}
         with self._guard():
             self.db[BATCHES].update_one(
                 {"_id": batch_id},
                 {
                     "$inc": {f"{prefix}.expected": n, f"{prefix}.extracted": n},
-                    "$set": {"updated_at": _now()},
+                    "$set": {"updated_at": now, **moved},
                 },
                 upsert=True,
             )
@@ -443,6 +467,7 @@ class MongoStore(FhirStore):
                 expected=values.get("expected"),
                 extracted=values.get("extracted", 0),
                 error=values.get("error"),
+                progressed_at=values.get(PROGRESSED),
                 **{name: values.get(name, 0) for name in COUNTERS},
             )
         return state

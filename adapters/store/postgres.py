@@ -14,7 +14,9 @@ Why it looks like this:
   statement per resource type. An id that did not exist when read but that a
   concurrent loader inserted meanwhile makes the call start again (its row is
   then locked and judged), so created/updated/replayed stay exact.
-- Counters are added in SQL (`x = x + n`), never read and written back.
+- Counters are added in SQL (`x = x + n`), never read and written back; the
+  statement that changes a counter also sets its row's `progressed_at` (now()),
+  so that a resource that stops moving shows (river.batches, `stall`).
 - Tables are made on first use (`CREATE TABLE IF NOT EXISTS`, under an advisory
   lock, because two processes creating one table can still collide on pg_type).
 - Connections come from a small pool of our own (a few lines; no extra
@@ -90,8 +92,22 @@ CREATE TABLE IF NOT EXISTS river_batch_resource (
     deleted bigint NOT NULL DEFAULT 0,
     failed bigint NOT NULL DEFAULT 0,
     error text,
+    progressed_at timestamptz,          -- when a counter above last changed
     PRIMARY KEY (batch_id, resource_id)
 );
+-- A store made before progressed_at existed gains it (NULL: the batch's updated_at stands
+-- in); checked first so that no lock is taken on the table when it is there.
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM information_schema.columns
+         WHERE table_schema = current_schema() AND table_name = 'river_batch_resource'
+           AND column_name = 'progressed_at'
+    ) THEN
+        ALTER TABLE river_batch_resource ADD COLUMN progressed_at timestamptz;
+    END IF;
+END
+$$;
 CREATE TABLE IF NOT EXISTS river_batch_error (
     batch_id text NOT NULL,
     resource_id text NOT NULL,          -- '' when the error names no resource
@@ -132,25 +148,29 @@ ON CONFLICT (id) DO UPDATE SET
     last_updated = EXCLUDED.last_updated
 RETURNING id, (xmax = 0) AS inserted
 """
+# `moved`: some increment of the row is not 0, so its counters change: progressed_at too.
 _BUMP = """
 INSERT INTO river_batch_resource AS r
-    (batch_id, resource_id, transformed, created, updated, deleted, failed)
-SELECT %s, u.resource_id, u.transformed, u.created, u.updated, u.deleted, u.failed
-  FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[])
-       AS u(resource_id, transformed, created, updated, deleted, failed)
+    (batch_id, resource_id, transformed, created, updated, deleted, failed, progressed_at)
+SELECT %s, u.resource_id, u.transformed, u.created, u.updated, u.deleted, u.failed,
+       CASE WHEN u.moved THEN now() END
+  FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[], %b::bigint[],
+              %b::boolean[])
+       AS u(resource_id, transformed, created, updated, deleted, failed, moved)
  ORDER BY u.resource_id
 ON CONFLICT (batch_id, resource_id) DO UPDATE SET
     transformed = r.transformed + EXCLUDED.transformed,
     created = r.created + EXCLUDED.created,
     updated = r.updated + EXCLUDED.updated,
     deleted = r.deleted + EXCLUDED.deleted,
-    failed = r.failed + EXCLUDED.failed
+    failed = r.failed + EXCLUDED.failed,
+    progressed_at = coalesce(EXCLUDED.progressed_at, r.progressed_at)
 """
 _TOUCH = "UPDATE river_batch SET updated_at = now() WHERE batch_id = %s"
 _BATCH_COLUMNS = "batch_id, resource_ids, created_at, updated_at, canceled_at, retry_of, live"
 _RESOURCE_COLUMNS = (
     "batch_id, resource_id, expected, extracted, transformed, created, updated, deleted, "
-    "failed, error"
+    "failed, error, progressed_at"
 )
 
 
@@ -168,6 +188,12 @@ def _refused(
     if error.diag.message_detail:
         reason += f" ({error.diag.message_detail.rstrip('.')})"
     return ResourceRefused(f"the PostgreSQL FHIR store refused {what}: {reason}")
+
+
+# What passes: the server unreachable or restarting, a recovering server, a lock or
+# statement timeout (OperationalError: SQLSTATE classes 08, 53, 55, 57), and a store
+# that is read-only for now (25006: a failover to a replica, a disk-full guard).
+_TRANSIENT = (psycopg.OperationalError, pgerrors.ReadOnlySqlTransaction)
 
 
 class _Raced(Exception):
@@ -260,7 +286,7 @@ class PostgresStore(FhirStore):
                     if attempt >= _RETRIES:
                         raise
                     time.sleep(random.uniform(0, 0.02 * attempt))  # let the other one finish
-                except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+                except (*_TRANSIENT, psycopg.InterfaceError) as error:
                     # A pooled connection that the server dropped (restart, idle timeout) is
                     # replaced once; every operation is idempotent, so running it again is safe.
                     if conn is not None and reused and conn.broken and attempt == 1:
@@ -436,14 +462,19 @@ class PostgresStore(FhirStore):
             return
         resource_ids = sorted(counters)
         columns = [[counters[r].get(name, 0) for r in resource_ids] for name in COUNTERS]
-        cur.execute(_BUMP, (batch_id, resource_ids, *columns))
+        moved = [any(counters[r].get(name, 0) for name in COUNTERS) for r in resource_ids]
+        cur.execute(_BUMP, (batch_id, resource_ids, *columns, moved))
         cur.execute(_TOUCH, (batch_id,))
 
     def _set_progress(self, batch_id: str, resource_id: str, column: str, value: Any) -> None:
+        """Set the value; progressed_at moves when it differs from the stored one."""
         assert column in _SETTABLE
         query = sql.SQL(
-            "INSERT INTO river_batch_resource (batch_id, resource_id, {column}) VALUES (%s, %s, %s)"
-            " ON CONFLICT (batch_id, resource_id) DO UPDATE SET {column} = EXCLUDED.{column}"
+            "INSERT INTO river_batch_resource AS r (batch_id, resource_id, {column}, progressed_at)"
+            " VALUES (%s, %s, %s, now())"
+            " ON CONFLICT (batch_id, resource_id) DO UPDATE SET {column} = EXCLUDED.{column},"
+            " progressed_at = CASE WHEN r.{column} IS DISTINCT FROM EXCLUDED.{column}"
+            " THEN now() ELSE r.progressed_at END"
         ).format(column=sql.Identifier(column))
 
         def work(conn: psycopg.Connection[Any]) -> None:
@@ -462,11 +493,14 @@ class PostgresStore(FhirStore):
     def add_extracted(self, batch_id: str, resource_id: str, n: int) -> None:
         def work(conn: psycopg.Connection[Any]) -> None:
             conn.execute(
-                "INSERT INTO river_batch_resource AS r (batch_id, resource_id, expected, extracted)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (batch_id, resource_id) DO UPDATE SET"
+                "INSERT INTO river_batch_resource AS r"
+                " (batch_id, resource_id, expected, extracted, progressed_at)"
+                " VALUES (%s, %s, %s, %s, CASE WHEN %s THEN now() END)"
+                " ON CONFLICT (batch_id, resource_id) DO UPDATE SET"
                 " expected = coalesce(r.expected, 0) + EXCLUDED.expected,"
-                " extracted = r.extracted + EXCLUDED.extracted",
-                (batch_id, resource_id, n, n),
+                " extracted = r.extracted + EXCLUDED.extracted,"
+                " progressed_at = coalesce(EXCLUDED.progressed_at, r.progressed_at)",
+                (batch_id, resource_id, n, n, n != 0),
             )
             conn.execute(_TOUCH, (batch_id,))
 

@@ -10,16 +10,22 @@ synthetic MIMIC rows; the example mappings feed them, as in the local stack
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import os
 import signal
 import time
 import uuid
 
+import psycopg
 import pytest
+import requests
 from confluent_kafka import Consumer, Producer
 
+from adapters.connect import push
 from test.conftest import KAFKA, wait_for
-from test.e2e.live import Live, StackMissing, live_pipeline
+from test.e2e.live import CONNECT, Live, StackMissing, live_pipeline
 from test.e2e.stack import start_stack, stop_connect
 from test.utils.create_file_stfp import list_folder, upload
 
@@ -263,3 +269,95 @@ def test_a_malformed_message_on_a_connector_topic_is_an_error_and_the_rest_flows
     for error in errors:
         assert error["message"].startswith(f"topic {topic}, partition ")
         assert error["stage"] == "extract" and error["primary_key_value"].startswith(topic)
+
+
+# --- faults of a live source -------------------------------------------------------------
+
+
+def query(live: Live, statement: str, *params: object) -> list[tuple]:
+    with psycopg.connect(live.source_url) as db:
+        return db.execute(statement, params).fetchall()
+
+
+def test_a_source_row_larger_than_any_limit_is_followed_and_named_then_the_next_change(live):
+    """A 20 MB title: Debezium cuts it in the change event (column.truncate), so its
+    task keeps running; the Conditions it reaches are extracted again, their events
+    over KAFKA_MESSAGE_MAX_BYTES are failed instances of the live batch naming size
+    and limit; and a later insert is followed as any other."""
+    (code, n), *_ = query(
+        live,
+        "SELECT icd9_code, count(*) FROM diagnoses_icd GROUP BY icd9_code"
+        " ORDER BY count(*) DESC, icd9_code LIMIT 1",
+    )
+    rows = [
+        r for (r,) in query(live, "SELECT row_id FROM diagnoses_icd WHERE icd9_code = %s", code)
+    ]
+    (title,) = query(live, "SELECT long_title FROM d_icd_diagnoses WHERE icd9_code = %s", code)[0]
+    huge = base64.b64encode(os.urandom(15_000_000)).decode()  # 20 MB, incompressible
+    live.sql("UPDATE d_icd_diagnoses SET long_title = %s WHERE icd9_code = %s", huge, code)
+    try:
+
+        def named() -> list[dict]:
+            errors = [
+                e
+                for e in live.errors(live.cdc_batch)
+                if e["resource_id"] == "example-condition" and e["primary_key_value"] in rows
+            ]
+            return errors if len(errors) == n else []
+
+        for error in wait_for(f"the {n} Conditions of code {code} named", named, timeout=120):
+            assert error["stage"] == "extract"
+            assert (
+                "over the limit of 16,777,216 bytes (KAFKA_MESSAGE_MAX_BYTES)" in error["message"]
+            )
+        subject = 7_000_900
+        insert_patient(live, subject, "F")
+        wait_for("the next insert followed", lambda: gender_of(live, subject) == "female")
+        status = requests.get(f"{CONNECT}/connectors/{live.cdc['name']}/status", timeout=10).json()
+        assert [t["state"] for t in status["tasks"]] == ["RUNNING"], status
+    finally:
+        live.sql("UPDATE d_icd_diagnoses SET long_title = %s WHERE icd9_code = %s", title, code)
+
+
+def test_a_failed_connector_task_is_named_by_health_and_degrades_its_live_batch(live, tmp_path):
+    """A task that fails (here: a record over its producer's limit, as a source row over
+    every limit did before column.truncate) makes /health answer 503 naming the
+    connector, the task and the cause, and the live batch `degraded` with the reason;
+    pushed again as it should be, the change is followed and both are well again."""
+    name = live.cdc["name"]
+    broken = {**live.cdc["config"], "producer.override.max.request.size": "300"}
+    requests.put(f"{CONNECT}/connectors/{name}/config", json=broken, timeout=30).raise_for_status()
+    subject = 7_000_901
+    try:
+        time.sleep(3)  # the task restarts with the new config
+        insert_patient(live, subject, "F")
+
+        def failed() -> dict | None:
+            answer = live.pipeline.request("GET", "/health")
+            health = answer.json()
+            part = health.get("connectors", {}).get(name, {})
+            return health if answer.status_code == 503 and not part.get("ok", True) else None
+
+        health = wait_for("/health naming the failed task", failed, timeout=90)
+        (problem,) = [p for p in health["problems"] if p.startswith(f"connector {name}")]
+        assert f"connector {name}: task 0 is FAILED" in problem
+        assert "RecordTooLargeException" in problem, problem
+        # Its slot is no longer read: the source server keeps WAL for it meanwhile.
+        slot = live.cdc["config"]["slot.name"]
+        assert health["replication_slots"][slot]["active"] is False
+        assert any(p.startswith(f"replication slot {slot}") for p in health["problems"])
+        batch = live.pipeline.request("GET", f"/batches/{live.cdc_batch}").json()
+        assert batch["status"] == "degraded"
+        assert "task 0 is FAILED" in batch["reason"] and name in batch["reason"]
+    finally:
+        file = tmp_path / "cdc.json"
+        file.write_text(json.dumps(live.cdc))
+        assert push(CONNECT, [file], out=io.StringIO()) == 0
+    wait_for("the change made meanwhile followed", lambda: gender_of(live, subject) == "female")
+
+    def well() -> bool:
+        health = live.pipeline.request("GET", "/health").json()
+        return health["connectors"][name]["ok"]
+
+    wait_for("the connector well again in /health", well, timeout=60)
+    assert live.pipeline.request("GET", f"/batches/{live.cdc_batch}").json()["status"] == "running"

@@ -4,6 +4,8 @@ a batch over Patient, Encounter and Condition, then the same batch again."""
 from __future__ import annotations
 
 import os
+import signal
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -13,7 +15,12 @@ import pytest
 
 from test.conftest import kafka_topics, without_last_updated
 from test.e2e.conftest import Pipeline, make_pipeline
-from test.integration.test_engine_mimic import DIAGNOSIS, EXPECTED_COUNT_SQL, FEAT_6
+from test.integration.test_engine_mimic import (
+    DIAGNOSIS,
+    EXPECTED_COUNT_SQL,
+    FEAT_6,
+    MEDICATION_REQUEST,
+)
 
 ENCOUNTER = "cktlnp0hz00500mmzpor3i6hn"
 RESOURCES = [FEAT_6, ENCOUNTER, DIAGNOSIS]
@@ -47,7 +54,10 @@ def mongo_pipeline(tmp_path_factory, topic_prefix, mimic_demo_url) -> Iterator[P
 @pytest.fixture(scope="module")
 def expected(mimic_demo_url) -> dict[str, int]:
     with psycopg.connect(mimic_demo_url) as connection:
-        return {r: connection.execute(EXPECTED_COUNT_SQL[r]).fetchone()[0] for r in RESOURCES}
+        return {
+            r: connection.execute(EXPECTED_COUNT_SQL[r]).fetchone()[0]
+            for r in [*RESOURCES, MEDICATION_REQUEST]
+        }
 
 
 TYPES = {FEAT_6: "Patient", ENCOUNTER: "Encounter", DIAGNOSIS: "Condition"}
@@ -82,3 +92,27 @@ def test_batch_then_again_on_the_mongodb_store(mongo_pipeline, expected, engine)
         again = mongo_pipeline.request("GET", f"/fhir/{resource_type}/{one['id']}").json()
         assert without_last_updated(again) == without_last_updated(one)
         assert again["meta"]["lastUpdated"] > one["meta"]["lastUpdated"]  # written again
+
+
+def test_a_loader_killed_mid_batch_on_the_mongodb_store_counts_exactly(mongo_pipeline, expected):
+    """SIGKILL: what the loader had written but not committed comes back to the next
+    loader, which writes it again; the store counts each instance once all the same."""
+    resources = [MEDICATION_REQUEST, DIAGNOSIS]
+    batch_id = mongo_pipeline.batch(resources)
+    mongo_pipeline.wait_for_extraction(batch_id, at_least=2000)
+    before = mongo_pipeline.request("GET", f"/batches/{batch_id}").json()
+    loaded = sum(c["created"] + c["updated"] for c in before["resources"])
+    assert loaded < sum(expected[r] for r in resources), "nothing was in flight"
+    mongo_pipeline.stop("loader", sig=signal.SIGKILL)
+    time.sleep(1)
+    mongo_pipeline.start("loader")
+    state = mongo_pipeline.wait(batch_id, timeout=600)
+    assert state["status"] == "completed", state
+    for c in state["resources"]:
+        n = expected[c["resource_id"]]
+        assert (c["expected"], c["extracted"], c["transformed"]) == (n, n, n), c
+        assert (c["created"] + c["updated"], c["failed"]) == (n, 0), c
+    assert (
+        mongo_pipeline.total("MedicationRequest", MEDICATION_REQUEST)
+        == (expected[MEDICATION_REQUEST])
+    )

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -35,12 +36,13 @@ import requests
 from confluent_kafka import Consumer
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.serving import make_server
 
 from adapters.kafka import EventProducer
 from adapters.store import FhirStore, InstanceError, open_store
 from api.app import create_app
 from api.openapi import document
-from river import client, events
+from river import cli, client, events
 from river.engine import Engine
 from river.errors import InvalidMapping, MappingFault
 from river.settings import Settings
@@ -53,6 +55,7 @@ from test.conftest import (
     kafka_topics,
     postgres_url,
     scratch_database,
+    wait_for,
     without_last_updated,
 )
 
@@ -794,6 +797,117 @@ def test_a_live_batch_of_csv_files_is_not_retried_from_the_database(settings, en
     assert_outcome(api.post(f"/batches/{live}/retry"), 409, "conflict", "upload the corrected file")
 
 
+# --- stalled resources ------------------------------------------------------------------------
+
+STALLED_AFTER = 2  # seconds: STALLED_AFTER_SECONDS of the `impatient` API
+
+
+@pytest.fixture(scope="module")
+def impatient(settings: Settings, engine: Engine, store: FhirStore) -> Flask:
+    """The API over the same parts, with STALLED_AFTER_SECONDS=2 (the module's keeps 300)."""
+    return create_app(
+        replace(settings, stalled_after_seconds=STALLED_AFTER),
+        engine=engine,
+        store=store,
+        producer=None,
+    )
+
+
+def stopped_in_transform(api: FlaskClient, store: FhirStore) -> str:
+    """A batch whose FEAT_6 stops in transform, as the services would leave it: 4
+    instances extracted, 2 transformed and loaded; DIAGNOSIS had no row (completed)."""
+    batch_id = start(api, [FEAT_6, DIAGNOSIS])
+    store.set_expected(batch_id, FEAT_6, 4)
+    store.set_extracted(batch_id, FEAT_6, 4)
+    store.add_counts(batch_id, {FEAT_6: {"transformed": 2, "created": 2}})
+    store.set_expected(batch_id, DIAGNOSIS, 0)
+    return batch_id
+
+
+def test_a_resource_without_progress_is_stalled_with_its_stage_and_reason(api, impatient, store):
+    batch_id = stopped_in_transform(api, store)
+    client_ = make_client(impatient)
+    fresh = client_.get(f"/batches/{batch_id}").json
+    assert "stalled" not in fresh and fresh["resources"][0]["status"] == "running"
+
+    def stalled() -> dict | None:
+        state = client_.get(f"/batches/{batch_id}").json
+        return state if state.get("stalled") else None
+
+    state = wait_for("the batch to show stalled", stalled, timeout=STALLED_AFTER + 10)
+    assert (state["status"], state["ended_at"], state["stalled"]) == ("running", None, True)
+    feat_6, diagnosis = state["resources"]
+    assert feat_6 | {"reason": None} == {
+        "resource_id": FEAT_6,
+        "status": "stalled",
+        "stalled_at_stage": "transform",
+        "reason": None,
+        "expected": 4,
+        "extracted": 4,
+        "transformed": 2,
+        "loaded": 2,
+        "created": 2,
+        "updated": 0,
+        "deleted": 0,
+        "failed": 0,
+    }
+    found = re.fullmatch(
+        r"no progress for (\d+) s; stopped at stage transform"
+        r" \(2 of 4 extracted instances transformed\)",
+        feat_6["reason"],
+    )
+    assert found and int(found.group(1)) >= STALLED_AFTER, feat_6["reason"]
+    assert diagnosis["status"] == "completed" and "stalled_at_stage" not in diagnosis
+    [listed] = [
+        b for b in client_.get("/batches?limit=20").json["items"] if b["batch_id"] == batch_id
+    ]
+    assert listed["stalled"] is True and listed["resources"][0]["status"] == "stalled"
+    # The module's API (the default 300 s) sees it running, not stalled.
+    patient = api.get(f"/batches/{batch_id}").json
+    assert "stalled" not in patient and patient["resources"][0]["status"] == "running"
+
+    # It moves (an instance failed): running again, until it stops for that long again.
+    fail(store, batch_id, FEAT_6, [10006])
+    moved = client_.get(f"/batches/{batch_id}").json
+    assert "stalled" not in moved and moved["resources"][0]["status"] == "running"
+    state = wait_for("the batch to stall again", stalled, timeout=STALLED_AFTER + 10)
+    assert state["resources"][0]["reason"].endswith(
+        "stopped at stage transform (3 of 4 extracted instances transformed or failed)"
+    )
+
+
+def test_river_status_shows_a_stalled_resource_with_its_stage_and_reason(
+    api, impatient, store, capsys
+):
+    batch_id = stopped_in_transform(api, store)
+    server = make_server("127.0.0.1", 0, impatient, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        wait_for(
+            "the batch to stall",
+            lambda: store.batch(batch_id).as_json(stalled_after=STALLED_AFTER).get("stalled"),
+            timeout=STALLED_AFTER + 10,
+        )
+        assert cli.main(["status", batch_id, "--api", url]) == 0
+        out = capsys.readouterr().out
+        assert f"batch {batch_id}: running (stalled)" in out
+        # The table: FEAT_6 (its label may fold over lines) stalled in transform, DIAGNOSIS not.
+        assert out.count("stalled (transform)") == 1 and "completed" in out
+        assert re.search(
+            rf"{FEAT_6} stalled: no progress for \d+ s; stopped at stage transform"
+            r" \(2 of 4 extracted instances transformed\)",
+            out,
+        ), out
+        assert cli.main(["status", "--api", url]) == 0
+        [line] = [line for line in capsys.readouterr().out.splitlines() if batch_id in line]
+        assert "running (stalled)" in line
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
 # --- FHIR reads -----------------------------------------------------------------------------
 
 
@@ -863,15 +977,61 @@ def test_search_summary_count_and_tag_forms(api, patients):
 # --- health, failures of the parts, openapi ------------------------------------------------------
 
 
-def test_health_when_every_part_answers(api):
-    answer = api.get("/health")
-    assert answer.status_code == 200
-    health = answer.json
-    assert health["status"] == "ok"
-    assert health["kafka"]["ok"] and health["kafka"]["brokers"] >= 1
-    assert "missing_topics" not in health["kafka"]  # the fixture made them
-    assert health["store"] == {"ok": True, "backend": "PostgresStore"}
-    assert health["mappings"] == {"ok": True, "resources": 17}
+def test_health_when_every_part_answers(api, topic_prefix):
+    """Each pipeline service is alive while its consumer group has a member: here,
+    consumers that join the groups the services would; one that leaves is named."""
+    members = {
+        name: Consumer(
+            {
+                "bootstrap.servers": KAFKA,
+                "group.id": f"{topic_prefix}fhir-river-{name}",
+                "auto.offset.reset": "latest",
+            }
+        )
+        for name in ("extractor", "transformer", "loader")
+    }
+    for consumer in members.values():
+        consumer.subscribe([topic_prefix + events.LOAD])
+
+    def healthy() -> bool:
+        for consumer in members.values():
+            consumer.consume(1, 0.1)  # joins the group, and keeps its membership
+        return api.get("/health").status_code == 200
+
+    try:
+        wait_for("every service's group has a member", healthy, timeout=60)
+        health = api.get("/health").json
+        assert health["status"] == "ok" and health["problems"] == []
+        assert health["kafka"]["ok"] and health["kafka"]["brokers"] >= 1
+        assert "missing_topics" not in health["kafka"]  # the fixture made them
+        assert health["store"] == {"ok": True, "backend": "PostgresStore"}
+        assert health["mappings"] == {"ok": True, "resources": 17}
+        assert health["services"]["loader"] == {"ok": True, "processes": 1}
+        assert "connectors" not in health  # no LIVE_SOURCES here
+        members.pop("loader").close()  # leaves its group at once
+        answer = api.get("/health")
+        assert answer.status_code == 503
+        health = answer.json
+        assert health["status"] == "unavailable"
+        assert health["services"]["loader"] == {"ok": False, "processes": 0}
+        assert health["services"]["extractor"]["ok"]
+        assert health["problems"] == [
+            f"not running: loader (no process in consumer group {topic_prefix}fhir-river-loader;"
+            " make status shows why, and the service's log)"
+        ]
+    finally:
+        for consumer in members.values():
+            consumer.close()
+
+
+def test_the_liveness_probe_answers_while_parts_are_down(settings, engine):
+    """/health/live (a container's healthcheck) says the API answers, whatever the
+    parts: restarting the API would not bring Kafka back."""
+    down = replace(settings, kafka_bootstrap_servers="127.0.0.1:1")
+    api = make_client(create_app(down, engine=engine))
+    assert api.get("/health").status_code == 503
+    answer = api.get("/health/live")
+    assert (answer.status_code, answer.json) == (200, {"status": "alive"})
 
 
 def test_health_and_answers_when_kafka_and_the_store_are_down(settings, engine):
@@ -934,7 +1094,7 @@ def test_openapi_describes_every_route(app, api):
             assert operation, f"{method} {rule.rule} is not in /openapi.json"
             assert operation["responses"]
             described += 1
-    assert described == 12
+    assert described == 13
     # Every $ref resolves.
     refs = set(re.findall(r'"\$ref": ?"#/components/schemas/(\w+)"', answer.get_data(as_text=True)))
     assert refs and refs <= set(doc["components"]["schemas"])
@@ -975,7 +1135,7 @@ def served(settings: Settings, tmp_path_factory) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if requests.get(f"{url}/health", timeout=30).status_code == 200:
+                if requests.get(f"{url}/health/live", timeout=30).status_code == 200:
                     break
             except requests.ConnectionError:
                 pass
@@ -995,8 +1155,8 @@ def served(settings: Settings, tmp_path_factory) -> Iterator[str]:
 
 
 def test_python_m_api_serves_with_gunicorn(served):
-    health = requests.get(f"{served}/health", timeout=10)
-    assert health.status_code == 200 and health.json()["status"] == "ok"
+    health = requests.get(f"{served}/health/live", timeout=10)
+    assert health.status_code == 200 and health.json()["status"] == "alive"
     # gunicorn serves, not the development server it falls back on without it.
     assert health.headers.get("Server", "").startswith("gunicorn"), health.headers
     body = {"resource_id": FEAT_6, "primary_key_values": ["10006"]}

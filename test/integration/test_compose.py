@@ -257,6 +257,23 @@ def test_kafka_runs_in_kraft_mode(stack: dict[str, Any]) -> None:
     assert kafka.get("healthcheck"), "the services wait for Kafka to be healthy"
 
 
+def test_one_size_limit_for_the_services_the_broker_and_connect(stack: dict[str, Any]) -> None:
+    """KAFKA_MESSAGE_MAX_BYTES is one decision: the broker takes it plus the framing
+    the services' producers allow for, Connect's producers the same events."""
+    from adapters.kafka import FRAMING
+    from river.settings import Settings
+
+    limit = Settings.kafka_message_max_bytes
+    for name in APP_SERVICES:
+        assert environment(service(stack, name))["KAFKA_MESSAGE_MAX_BYTES"] == str(limit), name
+    broker = environment(service(stack, "kafka"))
+    assert broker["KAFKA_MESSAGE_MAX_BYTES"] == str(limit + FRAMING)
+    assert broker["KAFKA_REPLICA_FETCH_MAX_BYTES"] == str(limit + FRAMING)
+    connect = environment(service(stack, "connect"))
+    assert connect["CONNECT_PRODUCER_MAX_REQUEST_SIZE"] == str(limit)
+    assert env_example()["KAFKA_MESSAGE_MAX_BYTES"] == str(limit)
+
+
 def test_topics_are_created_with_three_partitions(stack: dict[str, Any]) -> None:
     topics = service(stack, "topics")
     env = environment(topics)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -282,22 +283,35 @@ def test_a_malformed_message_is_an_error_and_its_poll_goes_on(
     assert len(topics[next_topic].take(len(PATIENTS))) == len(PATIENTS)
 
 
-# A service whose handler fails with a transient error (its store down) or succeeds:
-# the real loop, consumer group and commits around a handler that does nothing else.
+# A service whose handler fails with a transient error (its store down), fails for a
+# while (an outage longer than the group's poll interval), has a bug, or succeeds: the
+# real loop, consumer group and commits around a handler that does nothing else.
 PROBE = """
-import logging, sys
+import logging, sys, time
 from adapters.kafka import ServiceConfig, run_service
 from adapters.store import StoreUnavailable
 from river.settings import Settings
 
 logging.basicConfig(level="INFO")
+mode = sys.argv[1]
+started = time.monotonic()
 
 def handle(messages, out):
-    if sys.argv[1] == "down":
+    if mode == "down" or (mode == "outage" and time.monotonic() - started < 15):
         raise StoreUnavailable("the store is down (a probe)")
+    if mode == "broken":
+        raise RuntimeError("a bug (a probe)")
     print(f"handled {len(messages)}", flush=True)
 
-run_service(Settings.load(env_file=None), ServiceConfig("probe", ("extract",)), handle)
+config = ServiceConfig(
+    "probe",
+    ("extract",),
+    max_failures=3,
+    # An outage of 15 s is twice the poll interval a group allows this member.
+    max_poll_interval_ms=7000,
+    consumer={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
+)
+run_service(Settings.load(env_file=None), config, handle)
 """
 
 
@@ -309,22 +323,30 @@ def probe_settings() -> Iterator[Settings]:
         yield Settings(kafka_bootstrap_servers=KAFKA, kafka_topic_prefix=prefix)
 
 
-def test_the_loop_commits_only_what_its_handler_finished(probe_settings, tmp_path):
-    """Messages whose work failed are not committed: stopped (SIGTERM) while waiting
-    for its store, the service exits at once, and the next one gets them all again."""
-    producer = EventProducer(probe_settings)
+def send_five(settings: Settings) -> str:
+    """Five messages on the probe's topic; the probe's consumer group."""
+    producer = EventProducer(settings)
     for n in range(5):
         producer.send_raw(events.EXTRACT, f"k{n}".encode(), b"{}")
     producer.flush()
-    group = f"{probe_settings.kafka_topic_prefix}fhir-river-probe"
+    return f"{settings.kafka_topic_prefix}fhir-river-probe"
+
+
+def handled(text: str) -> int:
+    return sum(int(n) for n in re.findall(r"handled (\d+)", text))
+
+
+def probe_runner(settings: Settings, tmp_path: Path) -> Callable[..., str]:
+    """run(mode, done, exit_status=0): the probe's log once `done` says so (then
+    SIGTERM), or once it exits by itself when `done` is None."""
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
-        "KAFKA_TOPIC_PREFIX": probe_settings.kafka_topic_prefix,
+        "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
         "PYTHONUNBUFFERED": "1",
     }
 
-    def run(mode: str, done: Callable[[str], bool]) -> str:
+    def run(mode: str, done: Callable[[str], bool] | None, exit_status: int = 0) -> str:
         log = tmp_path / f"{mode}.log"
         with log.open("wb") as out:
             probe = subprocess.Popen(
@@ -334,14 +356,47 @@ def test_the_loop_commits_only_what_its_handler_finished(probe_settings, tmp_pat
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        wait_for(f"the probe ({mode})", lambda: done(log.read_text()))
-        probe.send_signal(signal.SIGTERM)
-        assert probe.wait(20) == 0, log.read_text()
+        if done is not None:
+            wait_for(f"the probe ({mode})", lambda: done(log.read_text()))
+            probe.send_signal(signal.SIGTERM)
+        assert probe.wait(60) == exit_status, log.read_text()
         return log.read_text()
 
-    def handled(text: str) -> int:
-        return sum(int(n) for n in re.findall(r"handled (\d+)", text))
+    return run
 
+
+def test_an_outage_longer_than_the_poll_interval_keeps_the_member_and_loses_nothing(
+    probe_settings, tmp_path
+):
+    """While the handler waits for its store, the partitions are paused and the
+    consumer keeps polling: 15 s of outage with a 7 s poll interval, and the
+    member is never evicted: its commit goes through, each message handled once."""
+    group = send_five(probe_settings)
+    text = probe_runner(probe_settings, tmp_path)("outage", lambda text: handled(text) >= 5)
+    assert "the store is down (a probe)" in text
+    assert handled(text) == 5, text
+    assert "commit refused" not in text and "poll interval" not in text, text
+    assert sum(max(offset, 0) for offset in committed(group).values()) == 5
+
+
+def test_a_service_that_gives_up_on_message_after_message_stops_with_status_1(
+    probe_settings, tmp_path
+):
+    """A bug that fails every message stops the service (exit 1, in one sentence)
+    after `max_failures` in a row, instead of draining its topic into `errors`."""
+    send_five(probe_settings)
+    text = probe_runner(probe_settings, tmp_path)("broken", None, exit_status=1)
+    assert "a bug (a probe)" in text
+    assert re.search(r"probe could not process \d+ messages in a row: stopping", text), text
+    assert "probe stopped" in text
+
+
+def test_the_loop_commits_only_what_its_handler_finished(probe_settings, tmp_path):
+    """Messages whose work failed are not committed: stopped (SIGTERM) while waiting
+    for its store, the service exits at once, and the next one gets them all again."""
+    group = send_five(probe_settings)
+
+    run = probe_runner(probe_settings, tmp_path)
     text = run("down", lambda text: "retrying in" in text)
     assert "the store is down (a probe)" in text
     assert committed(group) == {0: -1, 1: -1, 2: -1}, "work that failed was committed"

@@ -237,3 +237,73 @@ def test_install_names_the_artifact_it_could_not_download(elsewhere):
     # Nothing half-downloaded is left as if installed.
     plugin = Path(elsewhere["STATE_DIR"]) / "connect-plugins/debezium-connector-postgres"
     assert not plugin.exists()
+
+
+# --- a FHIR River service that exits at start ----------------------------------------------
+
+# start.sh's services step, as start.sh runs it (infra/lib.sh), on chosen services: the whole
+# start.sh would also start a second PostgreSQL, Kafka and Connect in the throw-away state.
+SERVICES_STEP = (
+    'source infra/lib.sh && load_settings && mkdir -p "$LOGS" && '
+    'step "FHIR River services" services_start "$@" && die_if_services_exited'
+)
+
+
+@pytest.fixture
+def exited_extractor(
+    elsewhere: dict[str, str],
+) -> Iterator[tuple[dict[str, str], Path, subprocess.CompletedProcess[str]]]:
+    """A real extractor started in the second stack's state folder with a LIVE_SOURCES it
+    refuses: the environment, its log, and what the services step printed (stdout, stderr).
+    It exits at start, before consuming anything, so the running stack never sees it."""
+    elsewhere["LIVE_SOURCES"] = "nowhere.json"
+    run = subprocess.run(
+        ["bash", "-c", SERVICES_STEP, "services-step", "extractor"],
+        cwd=ROOT,
+        env=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    pid_file = Path(elsewhere["STATE_DIR"]) / "pids" / "extractor.pid"
+    try:
+        yield elsewhere, Path(elsewhere["STATE_DIR"]) / "logs" / "extractor.log", run
+    finally:
+        # The pid file of a service that exited stays (status.sh reads it); should the
+        # extractor run after all (the test failed), it is stopped here.
+        if pid_file.exists():
+            pid = int(pid_file.read_text().split()[0])
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, 15)
+            pid_file.unlink()
+
+
+def last_line(log: Path) -> str:
+    return [line for line in log.read_text().splitlines() if line.strip()][-1]
+
+
+def test_start_stops_with_the_last_log_line_of_a_service_that_exits_at_start(exited_extractor):
+    _, log, run = exited_extractor
+    assert re.search(
+        r"^\s*FHIR River services\s+[\d.]+s\s+running: none; exited: extractor$", run.stdout, re.M
+    ), run.stdout
+    last = last_line(log)
+    assert "extractor cannot start: setting LIVE_SOURCES (nowhere.json)" in last, last
+    assert the_sentence(run) == (
+        f'Error: the extractor service exited right after starting, its log {log} ends with "'
+        f'{last}": fix what it says, then run make start again.'
+    )
+
+
+def test_status_reports_a_service_that_exited_with_the_last_line_of_its_log(exited_extractor):
+    env, log, _ = exited_extractor
+    status = run_script("status.sh", env)
+    assert status.returncode == 0, status.stderr
+    line = rf"^\s*extractor\s+exited\s+\(consumer\)\s+last line of {re.escape(str(log))}: (.*)$"
+    found = re.search(line, status.stdout, re.M)
+    assert found, status.stdout
+    assert found.group(1) == last_line(log)
+    assert "extractor cannot start: setting LIVE_SOURCES (nowhere.json)" in found.group(1)
+    # The services that were never started are just stopped.
+    assert re.search(r"^\s*loader\s+stopped\s+\(consumer\)\s*$", status.stdout, re.M)

@@ -313,6 +313,117 @@ def test_batches_newest_first(store: FhirStore):
     assert store.batch("no-such-batch") is None
 
 
+# --- progress times: what tells a stalled resource -------------------------------------------
+
+
+def progressed_at(store: FhirStore, batch_id: str, resource_id: str) -> dt.datetime | None:
+    state = store.batch(batch_id)
+    assert state is not None
+    progress = state.resources.get(resource_id)
+    return progress.progressed_at if progress is not None else None
+
+
+def test_every_kind_of_counter_write_moves_the_progress_time(store: FhirStore):
+    store.create_batch("b1", ["res-patient", "res-other"])
+    store.load("b1", [("res-patient", patient(1))])  # the type's table or collection, made
+    assert progressed_at(store, "b1", "res-other") is None  # nothing moved yet
+    slack = dt.timedelta(milliseconds=50)  # MongoDB keeps milliseconds; clocks of one host
+    last: dt.datetime | None = None
+
+    def moves(what: str, write: Any, resource_id: str = "res-other") -> None:
+        nonlocal last
+        time.sleep(0.01)  # a later write, a later time, even in milliseconds
+        before = dt.datetime.now(dt.UTC)
+        write()
+        after = dt.datetime.now(dt.UTC)
+        at = progressed_at(store, "b1", resource_id)
+        assert at is not None, f"{what}: no progress time"
+        assert before - slack <= at <= after + slack, f"{what}: {at} not in [{before}, {after}]"
+        assert last is None or at > last, f"{what}: the progress time did not move"
+        last = at
+
+    def stays(what: str, write: Any, resource_id: str = "res-other") -> None:
+        held = progressed_at(store, "b1", resource_id)
+        time.sleep(0.01)
+        write()
+        assert progressed_at(store, "b1", resource_id) == held, f"{what} moved it"
+
+    other = [("res-other", patient(n, code="res-other")) for n in range(10, 13)]
+    moves("expected", lambda: store.set_expected("b1", "res-other", 3))
+    moves("extracted", lambda: store.set_extracted("b1", "res-other", 3))
+    moves("transformed, created", lambda: store.load("b1", other[:2]))
+    changed = ("res-other", patient(10, family="Roe", code="res-other"))
+    moves("updated", lambda: store.load("b1", [changed]))
+    moves("deleted", lambda: store.delete("b1", "res-other", "Patient", ["pat-011"]))
+    failure = InstanceError("b1", "res-other", 12, "transform", "bad date")
+    moves("failed", lambda: store.record_errors([failure]))
+    moves("add_counts", lambda: store.add_counts("b1", {"res-other": {"transformed": 1}}))
+    moves("add_extracted", lambda: store.add_extracted("b1", "res-other", 1))
+    moves("error", lambda: store.resource_failed("b1", "res-other", "gone"))
+
+    # What changes no counter moves nothing: a replay, the same value set again, an
+    # error already counted, a delete of what is not there, another resource's writes.
+    stays("a replayed load", lambda: store.load("b1", [changed]))
+    stays("the same expected", lambda: store.set_expected("b1", "res-other", 4))
+    stays("the same extracted", lambda: store.set_extracted("b1", "res-other", 4))
+    stays("the same error", lambda: store.resource_failed("b1", "res-other", "gone"))
+    stays("a replayed error", lambda: store.record_errors([failure]))
+    stays("nothing deleted", lambda: store.delete("b1", "res-other", "Patient", ["pat-011"]))
+    stays("another resource's load", lambda: store.load("b1", [("res-patient", patient(2))]))
+    stays("another resource's set", lambda: store.set_extracted("b1", "res-patient", 2))
+    stays("nothing added", lambda: store.add_counts("b1", {"res-other": {"transformed": 0}}))
+
+
+def test_a_resource_that_stops_moving_shows_stalled_at_its_stage(store: FhirStore):
+    store.create_batch("b1", ["res-patient", "res-waiting"])
+    store.set_expected("b1", "res-patient", 3)
+    store.set_extracted("b1", "res-patient", 3)
+    store.load("b1", [("res-patient", patient(n)) for n in range(2)])
+    state = store.batch("b1")
+    moved = state.resources["res-patient"].progressed_at
+    assert moved is not None and moved >= state.created_at - dt.timedelta(milliseconds=5)
+
+    assert "stalled" not in state.as_json(stalled_after=60, now=moved + dt.timedelta(seconds=59))
+    later = state.updated_at + dt.timedelta(seconds=61)
+    shown = state.as_json(stalled_after=60, now=later)
+    assert shown["status"] == RUNNING and shown["stalled"] is True
+    patient_row, waiting_row = shown["resources"]
+    assert (patient_row["status"], patient_row["stalled_at_stage"]) == ("stalled", "transform")
+    assert patient_row["reason"].endswith(
+        "s; stopped at stage transform (2 of 3 extracted instances transformed)"
+    )
+    # Never moved: it counts from the batch's last change, and waits at extract.
+    assert (waiting_row["status"], waiting_row["stalled_at_stage"]) == ("stalled", "extract")
+    # Without a threshold, the store's own view judges nothing.
+    assert "stalled" not in state.as_json(now=later)
+
+
+def test_postgres_gains_the_progress_time_on_a_store_made_before_it():
+    with scratch_database("river_test_store_progress") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE river_batch_resource (batch_id text NOT NULL,"
+                " resource_id text NOT NULL, expected bigint,"
+                " extracted bigint NOT NULL DEFAULT 0, transformed bigint NOT NULL DEFAULT 0,"
+                " created bigint NOT NULL DEFAULT 0, updated bigint NOT NULL DEFAULT 0,"
+                " deleted bigint NOT NULL DEFAULT 0, failed bigint NOT NULL DEFAULT 0,"
+                " error text, PRIMARY KEY (batch_id, resource_id))"
+            )
+            conn.execute(
+                "INSERT INTO river_batch_resource (batch_id, resource_id, extracted)"
+                " VALUES ('old', 'res-patient', 7)"
+            )
+        store = PostgresStore(url)
+        try:
+            store.create_batch("old", ["res-patient"])
+            assert progressed_at(store, "old", "res-patient") is None  # kept, as it was
+            assert counts(store, "old")["extracted"] == 7
+            store.set_extracted("old", "res-patient", 8)
+            assert progressed_at(store, "old", "res-patient") is not None
+        finally:
+            store.close()
+
+
 # --- errors --------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import orjson
 import pytest
@@ -11,12 +12,20 @@ from river import events
 from river.batches import (
     CANCELED,
     COMPLETED,
+    EXTRACT,
     FAILED,
+    LOAD,
     RUNNING,
+    STALLED,
+    TRANSFORM,
     BatchState,
     ResourceProgress,
     content_hash,
+    stall,
+    stalled_stage,
 )
+from river.errors import ConfigurationError
+from river.settings import Settings
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -113,6 +122,135 @@ def test_status_from_counters():
     assert canceled.status == CANCELED
     assert canceled.as_json()["duration_seconds"] == 2.0
     assert canceled.as_json()["resources"][0]["status"] == CANCELED
+
+
+def seconds(n: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=n)
+
+
+@pytest.mark.parametrize(
+    ("progress", "stage", "where"),
+    [
+        (ResourceProgress("r"), EXTRACT, "the instances to extract not counted yet"),
+        (
+            ResourceProgress("r", expected=1968, extracted=1000),
+            EXTRACT,
+            "1,000 of 1,968 expected instances extracted",
+        ),
+        (
+            ResourceProgress("r", expected=1968, extracted=1968, transformed=1934),
+            TRANSFORM,
+            "1,934 of 1,968 extracted instances transformed",
+        ),
+        (
+            ResourceProgress("r", expected=1968, extracted=1968, transformed=1930, failed=4),
+            TRANSFORM,
+            "1,934 of 1,968 extracted instances transformed or failed",
+        ),
+        (
+            # everything transformed or failed, but the loads fall short of expected
+            ResourceProgress("r", expected=10, extracted=10, transformed=9, created=8, failed=1),
+            LOAD,
+            "9 of 10 expected instances loaded or failed",
+        ),
+    ],
+)
+def test_a_running_resource_without_progress_stalls_at_its_stage(progress, stage, where):
+    assert stalled_stage(progress) == stage
+    found = stall(progress, last_progress=T0, now=seconds(412.3), after_seconds=300)
+    assert found is not None
+    assert (found.stage, found.idle_seconds) == (stage, 412.3)
+    assert found.reason == f"no progress for 412 s; stopped at stage {stage} ({where})"
+
+
+def test_no_stall_before_the_threshold_nor_for_an_ended_resource():
+    moving = ResourceProgress("r", expected=5, extracted=2)
+    assert stall(moving, T0, seconds(299.9), 300) is None
+    assert stall(moving, T0, seconds(300), 300) is not None
+    assert stall(moving, seconds(200), seconds(499.9), 300) is None  # it moved at 200 s
+    done = ResourceProgress("r", expected=2, extracted=2, transformed=2, created=2)
+    assert stall(done, T0, seconds(10_000), 300) is None
+    failed = ResourceProgress("r", error="no table")
+    assert stall(failed, T0, seconds(10_000), 300) is None
+
+
+def test_a_batch_shows_its_stalled_resources_but_stays_running():
+    stuck = ResourceProgress(
+        "stuck", expected=1968, extracted=1968, transformed=1934, progressed_at=seconds(10)
+    )
+    moving = ResourceProgress("moving", expected=5, extracted=3, progressed_at=seconds(400))
+    done = ResourceProgress("done", expected=1, extracted=1, transformed=1, created=1)
+    batch = state(stuck=stuck, moving=moving, done=done)
+    shown = batch.as_json(stalled_after=300, now=seconds(422))
+    assert batch.status == shown["status"] == RUNNING and shown["ended_at"] is None
+    assert shown["stalled"] is True
+    by_id = {r["resource_id"]: r for r in shown["resources"]}
+    assert by_id["stuck"] | {"reason": None} == {
+        "resource_id": "stuck",
+        "status": STALLED,
+        "stalled_at_stage": TRANSFORM,
+        "reason": None,
+        "expected": 1968,
+        "extracted": 1968,
+        "transformed": 1934,
+        "loaded": 0,
+        "created": 0,
+        "updated": 0,
+        "deleted": 0,
+        "failed": 0,
+    }
+    assert by_id["stuck"]["reason"] == (
+        "no progress for 412 s; stopped at stage transform"
+        " (1,934 of 1,968 extracted instances transformed)"
+    )
+    assert by_id["moving"]["status"] == RUNNING and "reason" not in by_id["moving"]
+    assert by_id["done"]["status"] == COMPLETED and "stalled_at_stage" not in by_id["done"]
+    assert set(batch.stalls(seconds(422), 300)) == {"stuck"}
+
+    # Without a threshold (or with 0) nothing is judged: the store's own view.
+    for after in (None, 0):
+        plain = batch.as_json(stalled_after=after, now=seconds(422))
+        assert "stalled" not in plain
+        assert [r["status"] for r in plain["resources"]] == [RUNNING, RUNNING, COMPLETED]
+
+
+def test_a_resource_that_never_moved_counts_from_the_batch_last_change():
+    # state(): created at T0, last changed at T0 + 5 s; "waiting" has no progress time.
+    batch = state(waiting=ResourceProgress("waiting"))
+    assert batch.stalls(seconds(304.9), 300) == {}
+    [(resource_id, found)] = batch.stalls(seconds(305), 300).items()
+    assert resource_id == "waiting" and found.stage == EXTRACT
+    assert found.reason == (
+        "no progress for 300 s; stopped at stage extract (the instances to extract not counted yet)"
+    )
+    # A resource the store never wrote a row for stalls the same way.
+    unknown = BatchState("b1", ["r"], T0, T0)
+    assert unknown.as_json(stalled_after=60, now=seconds(61))["resources"][0]["status"] == STALLED
+
+
+def test_live_and_canceled_batches_never_stall():
+    stuck = ResourceProgress("r", expected=5, extracted=2, progressed_at=T0)
+    live = state(r=stuck)
+    live.live = True
+    assert live.stalls(seconds(10_000), 300) == {}
+    assert "stalled" not in live.as_json(stalled_after=300, now=seconds(10_000))
+    canceled = state(r=stuck)
+    canceled.canceled_at = seconds(1)
+    shown = canceled.as_json(stalled_after=300, now=seconds(10_000))
+    assert "stalled" not in shown and shown["resources"][0]["status"] == CANCELED
+
+
+def test_the_stalled_threshold_is_a_setting(tmp_path, monkeypatch):
+    monkeypatch.delenv("STALLED_AFTER_SECONDS", raising=False)
+    assert Settings.load(None).stalled_after_seconds == 300
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    assert Settings.load(example).stalled_after_seconds == 300  # the same default
+    env_file = tmp_path / ".env"
+    env_file.write_text("STALLED_AFTER_SECONDS=45\n")
+    assert Settings.load(env_file).stalled_after_seconds == 45
+    monkeypatch.setenv("STALLED_AFTER_SECONDS", "soon")
+    with pytest.raises(ConfigurationError, match="STALLED_AFTER_SECONDS must be a whole number"):
+        Settings.load(None)
 
 
 def test_content_hash_ignores_last_updated_only():

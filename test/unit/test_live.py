@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import orjson
 import pytest
+from dotenv import dotenv_values
 
 from river.csv_source import FileError, RowError, csv_records, resources_reading_file
 from river.errors import ConfigurationError
@@ -73,7 +75,8 @@ def test_a_table_the_connector_does_not_capture_is_a_warning(tmp_path, mappings)
     ("setting", "message"),
     [
         ("nowhere.json", "no connector file or folder nowhere.json"),
-        (f"{CDC_FILE}=other.json", "other.json is none of the mappings MAPPINGS loads"),
+        # A missing connector file is an error even when its mapping is not loaded either.
+        ("nowhere.json=other.json", "no connector file or folder nowhere.json"),
         (f"{CDC_FILE},{CDC_FILE}", "names connector fhir-river-mimic-cdc twice"),
     ],
 )
@@ -88,6 +91,69 @@ def test_a_connector_river_cannot_follow_is_refused(tmp_path, mappings):
     other.write_text(json.dumps({"name": "jdbc", "config": {"connector.class": "JdbcSource"}}))
     with pytest.raises(ConfigurationError, match="not JdbcSource"):
         live_sources(str(other), mappings)
+    # ... even when the mapping it names is not loaded (so it would be skipped).
+    with pytest.raises(ConfigurationError, match="not JdbcSource"):
+        live_sources(f"{other}=other.json", mappings)
+
+
+# --- a live source whose mapping is not loaded: skipped, with one warning ------------------
+
+DEFAULT_SETTING = dotenv_values(ROOT / ".env.example")["LIVE_SOURCES"]
+
+
+def skipped(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_the_default_setting_with_a_mappings_folder_of_ones_own_follows_nothing_and_says_so(
+    tmp_path, monkeypatch, caplog
+):
+    # A hospital's own MAPPINGS (here a copy of the example, elsewhere) and the default
+    # LIVE_SOURCES, whose paths are relative to the checkout as the services run there.
+    own = tmp_path / "hospital" / "mapping.json"
+    own.parent.mkdir()
+    own.write_bytes(EXAMPLE.read_bytes())
+    monkeypatch.chdir(ROOT)
+    with caplog.at_level(logging.WARNING, logger="river"):
+        sources = live_sources(DEFAULT_SETTING, load_mappings(own, ScriptRegistry.default()))
+    assert sources == []
+    cdc, csv = skipped(caplog)
+    assert cdc.startswith(
+        "setting LIVE_SOURCES: connector fhir-river-mimic-cdc"
+        " (kafka_connect_connectors/sources/mimic-postgres-cdc.json) is not followed:"
+        " its mapping examples/mappings/mimic-example.json is not among the mappings"
+        f" MAPPINGS loads ({own})"
+    ), cdc
+    assert "connector fhir-river-mimic-sftp-csv" in csv
+    assert "its mapping examples/mappings/mimic-csv-example.json is not among" in csv
+
+
+def test_a_source_whose_mapping_is_not_loaded_is_skipped_and_the_others_resolve(caplog):
+    only_csv = load_mappings(CSV_EXAMPLE, ScriptRegistry.default())
+    with caplog.at_level(logging.WARNING, logger="river"):
+        sources = live_sources(f"{CDC_FILE}={EXAMPLE}, {CSV_FILE}={CSV_EXAMPLE}", only_csv)
+    (source,) = sources
+    assert (source.name, source.kind, source.resource_ids) == (
+        "fhir-river-mimic-sftp-csv",
+        CSV,
+        ("example-csv-patient",),
+    )
+    (warning,) = skipped(caplog)
+    assert "connector fhir-river-mimic-cdc" in warning
+    assert f"its mapping {EXAMPLE} is not among the mappings MAPPINGS loads" in warning
+
+
+def test_a_mapping_file_that_does_not_exist_skips_its_source_with_a_warning(mappings, caplog):
+    with caplog.at_level(logging.WARNING, logger="river"):
+        sources = live_sources(f"{CDC_FILE}=mine/nowhere.json,{CSV_FILE}={CSV_EXAMPLE}", mappings)
+    assert [s.name for s in sources] == ["fhir-river-mimic-sftp-csv"]
+    (warning,) = skipped(caplog)
+    assert f"connector fhir-river-mimic-cdc ({CDC_FILE}) is not followed" in warning
+    assert (
+        "its mapping mine/nowhere.json is no mapping file or folder, nor the source name of"
+        " a loaded mapping"
+    ) in warning
+    assert "\n" not in warning  # one line
 
 
 def test_debezium_changes_are_read_with_or_without_schemas():
