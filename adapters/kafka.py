@@ -65,9 +65,14 @@ def ensure_topics(settings: Settings, names: list[str], partitions: int) -> None
         except KafkaException as error:
             if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise KafkaUnavailable(f"cannot create topic {name}: {error}") from None
-    # A consumer that subscribes before a new topic has leaders takes it as missing
-    # and looks again only at its next metadata refresh (minutes): wait for them.
-    deadline = time.monotonic() + 30
+    wait_for_leaders(admin, names)
+
+
+def wait_for_leaders(admin: AdminClient, names: list[str], timeout: float = 30) -> None:
+    """Until every partition of `names` has a leader. A consumer that subscribes before
+    a new topic has leaders takes it as missing and looks again only at its next
+    metadata refresh (minutes); a watermark asked meanwhile fails (NOT_LEADER)."""
+    deadline = time.monotonic() + timeout
     while True:
         topics = admin.list_topics(timeout=10).topics
         ready = [
@@ -82,7 +87,9 @@ def ensure_topics(settings: Settings, names: list[str], partitions: int) -> None
             return
         if time.monotonic() > deadline:
             missing = sorted(set(names) - set(ready))
-            raise KafkaUnavailable(f"topics {', '.join(missing)} have no leader after 30 s")
+            raise KafkaUnavailable(
+                f"topics {', '.join(missing)} have no leader after {timeout:g} s"
+            )
         time.sleep(0.2)
 
 

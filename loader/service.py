@@ -12,7 +12,6 @@ from adapters.service import failed_instance, report_failures, start
 from adapters.store import CanceledBatches, FhirStore, InstanceError
 from adapters.store.common import is_resource_type
 from river import events
-from river.batches import is_live_batch
 
 REPLAYED = "replayed"
 
@@ -54,13 +53,9 @@ def _upsert(
         loaded = store.load(
             batch_id, [(event.resource_id, event.fhir_object) for _, event in items]
         )
-        replayed: dict[str, dict[str, int]] = defaultdict(lambda: {"transformed": 0, "updated": 0})
         for (key, event), result in zip(items, loaded, strict=True):
-            action = result.action
-            if action == REPLAYED:
-                action = events.UPDATED
-                replayed[event.resource_id]["transformed"] += 1
-                replayed[event.resource_id]["updated"] += 1
+            # A replay is, downstream, the update it was the first time.
+            action = events.UPDATED if result.action == REPLAYED else result.action
             out.send(
                 events.LOAD,
                 key,
@@ -68,10 +63,6 @@ def _upsert(
                     batch_id, event.resource_id, result.resource_type, result.id, action
                 ),
             )
-        if replayed and is_live_batch(batch_id):
-            # A live batch extracts an instance again at each change that touches it:
-            # the same content again is an update that changed nothing, not a replay.
-            store.add_counts(batch_id, replayed)
     pending.clear()
 
 

@@ -20,6 +20,7 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from adapters.kafka import wait_for_leaders
 from river.events import TOPICS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +48,7 @@ def kafka_topics(prefix: str, topics: tuple[str, ...] = TOPICS) -> Iterator[list
     new = [NewTopic(name, num_partitions=3, replication_factor=1) for name in names]
     for future in admin.create_topics(new).values():
         future.result(30)
+    wait_for_leaders(admin, names)  # else a watermark read at once may fail (NOT_LEADER)
     try:
         yield names
     finally:

@@ -51,7 +51,9 @@ class FhirStore(ABC):
 
         In the same unit of work, count them for their batch: `transformed`
         and `created` or `updated` per resource id, but not replays (see
-        `river.batches.content_hash`). Returns one `Loaded` per item, in order.
+        `river.batches.content_hash`), except in a live batch, where the same
+        content again is a change that touched the instance: an update.
+        Returns one `Loaded` per item, in order.
         """
 
     @abstractmethod

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 import orjson
 
 from adapters.store import Loaded
-from river.batches import content_hash
+from river.batches import content_hash, is_live_batch
 from river.errors import RiverError
 
 CREATED, UPDATED, REPLAYED = "created", "updated", "replayed"
@@ -83,7 +83,7 @@ class LoadPlan:
         if first.action == CREATED:
             self.loaded[index] = Loaded(first.resource_type, first.id, action)
             self.counts[resource_id][CREATED] -= 1
-            if action == UPDATED:
+            if action == UPDATED or is_live_batch(self.batch_id):
                 self.counts[resource_id][UPDATED] += 1
         return stored != (self.batch_id, self.writes[key][1])
 
@@ -122,6 +122,9 @@ def plan_load(
     the call, so that the counts are those of loading the items one by one.
     """
     plan = LoadPlan(batch_id)
+    # A live batch extracts an instance again at each change that touches it: the same
+    # content again is an update that changed nothing, counted; not a replay.
+    live = is_live_batch(batch_id)
     state: dict[Key, Stored] = dict(stored)
     for resource_id, resource in items:
         key = (resource["resourceType"], resource["id"])
@@ -138,6 +141,8 @@ def plan_load(
         if action != REPLAYED:
             plan.writes[key] = (resource, digest)
             plan.counts[resource_id][action] += 1
+        elif live:
+            plan.counts[resource_id][UPDATED] += 1  # nothing to write: the same content
         plan.loaded.append(Loaded(key[0], key[1], action))
     return plan
 

@@ -1,5 +1,5 @@
-"""Stopping and starting parts of the local stack (PostgreSQL, Kafka Connect), for
-the outage tests."""
+"""Stopping and starting parts of the local stack (PostgreSQL, Kafka, Kafka Connect),
+for the outage tests."""
 
 from __future__ import annotations
 
@@ -43,7 +43,12 @@ def start_postgres() -> None:
 
 def stop_connect(sig: int = signal.SIGTERM) -> None:
     """Stop the stack's Kafka Connect worker with `sig`, and wait until it is gone."""
-    pid = int((_state() / "pids" / "connect.pid").read_text().split()[0])
+    stop_part("connect", sig)
+
+
+def stop_part(name: str, sig: int = signal.SIGTERM) -> None:
+    """Stop a part the stack started (`kafka`, `connect`) with `sig`; wait until gone."""
+    pid = int((_state() / "pids" / f"{name}.pid").read_text().split()[0])
     os.kill(pid, sig)
     deadline = time.monotonic() + 60
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:

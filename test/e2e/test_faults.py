@@ -24,6 +24,7 @@ from confluent_kafka import Producer
 from river import events
 from test.conftest import KAFKA, ROOT, postgres_url, scratch_database, wait_for
 from test.e2e.conftest import Pipeline, make_pipeline
+from test.e2e.stack import start_stack, stop_part
 from test.utils.create_records_db import create_in_database
 
 EXAMPLES = ROOT / "examples"
@@ -295,3 +296,21 @@ def test_the_store_read_only_for_20_seconds_mid_batch(messy):
         counts = progress[resource_id]
         assert (counts["expected"], counts["failed"]) == (n, 0), counts
         assert counts["created"] + counts["updated"] == n, counts
+
+
+def test_kafka_killed_for_30_seconds_mid_batch(messy):
+    """SIGKILL of the broker: every service waits for it (paused, nothing committed),
+    and once it is back the batch completes, each instance counted once."""
+    pipeline, source, _ = messy
+    expected = query(source, "SELECT count(*) FROM diagnoses_icd")[0][0]
+    batch_id = pipeline.batch(["example-condition"])
+    pipeline.wait_for_extraction(batch_id, at_least=1000)
+    stop_part("kafka", signal.SIGKILL)
+    try:
+        time.sleep(30)
+    finally:
+        start_stack()
+    counts = ended_exactly(pipeline, batch_id)["example-condition"]
+    assert (counts["expected"], counts["failed"]) == (expected, 0), counts
+    assert counts["created"] + counts["updated"] == expected, counts
+    assert pipeline.total("Condition", "example-condition") == expected

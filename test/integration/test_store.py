@@ -723,3 +723,22 @@ def test_postgres_refuses_a_nul_character_in_one_sentence_and_writes_nothing():
                 store.load("b1", [("res-patient", nul)])
         finally:
             store.close()
+
+
+def test_the_same_content_again_in_a_live_batch_counts_as_an_update(store: FhirStore):
+    """A live batch extracts an instance again at each change that touches it: the
+    store (not the loader) counts the same content again as an update, while an
+    ordinary batch's replay counts nothing."""
+    store.create_batch("live-conn", ["res-patient"], live=True)
+    resources = [patient(n) for n in range(2)]
+    store.load("live-conn", [("res-patient", r) for r in resources])
+    again = store.load("live-conn", [("res-patient", r) for r in resources])
+    assert [x.action for x in again] == ["replayed", "replayed"]
+    live = counts(store, "live-conn")
+    assert (live["created"], live["updated"], live["transformed"]) == (2, 2, 4)
+    store.create_batch("b-ordinary", ["res-patient"])
+    others = [patient(n) for n in range(10, 12)]
+    store.load("b-ordinary", [("res-patient", r) for r in others])
+    store.load("b-ordinary", [("res-patient", r) for r in others])
+    ordinary = counts(store, "b-ordinary")
+    assert (ordinary["created"], ordinary["updated"], ordinary["transformed"]) == (2, 0, 2)
