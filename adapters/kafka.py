@@ -447,8 +447,8 @@ class _Loop:
     def wait(self, seconds: float) -> None:
         """Wait out a transient failure while polling, partitions paused: the group
         sees a live member, and nothing new is fetched meanwhile."""
-        assignment = self.consumer.assignment()
-        self.consumer.pause(assignment)
+        paused = list(self.consumer.assignment())
+        self.consumer.pause(paused)
         try:
             deadline = time.monotonic() + seconds
             while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
@@ -459,9 +459,13 @@ class _Loop:
                         self.consumer.seek(
                             TopicPartition(message.topic(), message.partition(), message.offset())
                         )
-                        self.consumer.pause([TopicPartition(message.topic(), message.partition())])
+                        where = TopicPartition(message.topic(), message.partition())
+                        self.consumer.pause([where])
+                        paused.append(where)
         finally:
-            self.consumer.resume(self.consumer.assignment())
+            # Every partition paused here, assigned or not now: a pause may outlive a
+            # rebalance (a group lost in a Kafka outage gives the same partitions back).
+            self.consumer.resume(paused + list(self.consumer.assignment()))
 
 
 def _give_up(config: ServiceConfig, reason: str) -> Handler:

@@ -106,10 +106,11 @@ class SourceDatabase:
         self, plan: ResourcePlan, primary_key_values: Iterable[Any] | None = None
     ) -> Iterator[Record]:
         """Stream the instances of `plan`, grouped by primary key, in chunks."""
+        queries = list(self._queries(plan, primary_key_values))  # a bad table is named here
         labels = [column.label for column in plan.columns]
         names = [f"{c.column.table}.{c.column.column}" for c in plan.columns]
         converters = [self._converter(plan, column) for column in plan.columns]
-        for query in self._queries(plan, primary_key_values):
+        for query in queries:
             try:
                 with self.engine.connect() as connection:
                     result = connection.execution_options(
@@ -136,8 +137,11 @@ class SourceDatabase:
     def read_keys(self, plan: ResourcePlan, primary_key_values: Iterable[Any]) -> list[Any]:
         """The values read as the primary key column's type, strictly: InvalidValue
         names the first that cannot be (`1.5` or `1.0e999` for an integer key)."""
-        joined, tables = _joined(self, plan)
-        pk = _column(tables[plan.primary_key.alias], plan.primary_key.column.column)
+        try:
+            joined, tables = _joined(self, plan)
+            pk = _column(tables[plan.primary_key.alias], plan.primary_key.column.column)
+        except SourceError as error:
+            raise type(error)(f"resource {plan.resource_id}: {error}") from None
         read = []
         for n, value in enumerate(primary_key_values):
             try:
