@@ -42,8 +42,7 @@ def check(river: Services) -> dict[str, Any]:
     if parts["kafka"]["ok"]:
         parts["services"] = _services(river, PIPELINE + (("extractor-live",) if sources else ()))
     if sources:
-        connect = Connect(river.settings.kafka_connect_url, timeout=TIMEOUT)
-        parts["connectors"] = _connectors(connect, sources)
+        parts["connectors"] = _connectors(river.connect(), sources)
     cdc = [source for source in sources if source.kind == CDC and source.slot]
     if cdc:
         parts["replication_slots"] = _slots(river, cdc)
@@ -54,9 +53,7 @@ def check(river: Services) -> dict[str, Any]:
 def live_source_problem(river: Services, source: LiveSource) -> str | None:
     """Why a live source is not following its source now (its connector or a task is
     not running), or None while it is: its live batch is `degraded` meanwhile."""
-    connect = Connect(river.settings.kafka_connect_url, timeout=TIMEOUT)
-    part = _connectors(connect, [source])
-    return part.get("error")
+    return _connectors(river.connect(), [source]).get("error")
 
 
 # --- parts -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata
 from flask import current_app
 
+from adapters.connect import Connect
 from adapters.kafka import EventProducer, KafkaUnavailable
 from adapters.store import FhirStore
 from api.scrub import Secrets, url_password
@@ -45,6 +46,7 @@ class Services:
         self._own_producer = producer is None
         self._admin: AdminClient | None = None
         self._live: dict[str, LiveSource] | None = None
+        self._connect: Connect | None = None
         self._lock = threading.Lock()
         self.secrets = Secrets(_secrets_of(settings, engine))
 
@@ -68,6 +70,13 @@ class Services:
                     found = []
                 self._live = {source.batch_id: source for source in found}
             return self._live
+
+    def connect(self) -> Connect:
+        """One Kafka Connect client (its HTTP session) for every request of the API."""
+        with self._lock:
+            if self._connect is None:
+                self._connect = Connect(self.settings.kafka_connect_url, timeout=2.0)
+            return self._connect
 
     def kafka_admin(self) -> AdminClient:
         with self._lock:
