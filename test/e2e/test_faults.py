@@ -298,11 +298,6 @@ def test_the_store_read_only_for_20_seconds_mid_batch(messy):
         assert counts["created"] + counts["updated"] == n, counts
 
 
-@pytest.mark.skip(
-    reason="known defect, open in issue 16: after a SIGKILL of the broker the transformer's"
-    " commit is refused (UNKNOWN_MEMBER_ID) and it consumes nothing more; the batch stays"
-    " running (seen 2026-12-05, not yet diagnosed)"
-)
 def test_kafka_killed_for_30_seconds_mid_batch(messy):
     """SIGKILL of the broker: every service waits for it (paused, nothing committed),
     and once it is back the batch completes, each instance counted once."""
