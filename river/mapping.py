@@ -32,6 +32,7 @@ from river.plan import (
     TableAlias,
     parse_path,
 )
+from river.scripts.registry import unknown_script_message
 
 FILTER_RELATIONS = frozenset({"=", "<>", "<", "<=", ">", ">=", "IN", "BETWEEN", "LIKE"})
 CONDITION_RELATIONS = frozenset({"EQ", "NEQ", "LT", "LE", "GT", "GE", "IN", "NULL", "NOTNULL"})
@@ -371,7 +372,9 @@ class _Analysis:
         gwhere = f"{awhere}, input group {raw.get('id', '')}".rstrip()
         merging = raw.get("merging_script") or None
         if merging and not self.scripts.is_merging(merging):
-            self.fault(gwhere, f"field `merging_script`: unknown merging script {merging!r}")
+            self.fault(
+                gwhere, f"field `merging_script`: {unknown_script_message(merging, 'merging')}"
+            )
         statics = tuple(str(s.get("value", "")) for s in raw.get("static_inputs") or [])
         sql_inputs = []
         for j, raw_sql in enumerate(raw.get("sql_inputs") or []):
@@ -445,7 +448,7 @@ class _InputBuilder:
             analysis.fault(f"{where}.column", f"unknown column id {raw.get('column')!r}")
         script = raw.get("script") or None
         if script and not analysis.scripts.is_cleaning(script):
-            analysis.fault(f"{where}.script", f"unknown cleaning script {script!r}")
+            analysis.fault(f"{where}.script", unknown_script_message(script, "cleaning"))
         chain: list[TableAlias] = [self.primary]
         joins: list[Join] = []
         for k, raw_join in enumerate(raw.get("joins") or []):

@@ -4,18 +4,31 @@ A **cleaning script** takes one source value and returns one (it runs on each
 SQL input before the cast to the attribute's FHIR type). A **merging script**
 takes the values of an input group, SQL input values then static values in
 mapping order, and returns one. Values come from SQL: str, int, float,
-Decimal, bool, date, datetime, time or None. Every built-in cleaning script
-returns None for None, "" and blank text; a value it cannot read raises
-ValueError naming the value, which the transformation reports as an error of
-that instance (see each script's docstring for what it reads).
+Decimal, bool, date, datetime, time or None.
+
+The built-in scripts are those of the original fhir-river, under the same
+names, and give the same value for every input the original handled on
+purpose. Where the original crashed (most of its scripts did on any value
+that is not text), gave its input back because it could not read it, missed
+an obvious spelling of a word it maps (case, surrounding spaces, a number
+written as text), or contradicted its own docstring, they do better, and
+each script's docstring says how. So: a cleaning script returns None for
+None and blank text (the mapping scripts whose original gave a code for a
+missing value, such as `map_marital_status` -> `UNK`, give it); where the
+original returned nothing for a value it did not know, they return None;
+only the date and time scripts raise ValueError, naming a value they cannot
+read (the original gave it back untouched), which the transformation reports
+as an error of that instance. `if_valid`, which the original built from two
+functions, is no script: a mapping naming it is refused, saying so.
 
     scripts = ScriptRegistry.default(timezone="Europe/Paris", extra="my_scripts/")
     scripts.cleaning("clean_dateTime")("2164-10-23 21:09:00")
     # '2164-10-23T21:09:00+02:00'
     scripts.merging("merge_concat")(10006, "(4)")   # '10006 (4)'
 
-`clean_dateTime`, `clean_instant` and `merge_datetime` give a date-time that
-has no offset the offset of the source's time zone (`SOURCE_TIMEZONE`): a
+`clean_dateTime`, `clean_instant`, `merge_datetime` and `merge_instant` give
+a date-time that has no offset the offset of the source's time zone
+(`SOURCE_TIMEZONE`), and `clean_epoch_dateTime` writes its instant in it: a
 fixed offset such as `+02:00` (the default, which existing Pyrog mappings
 were written against) or an IANA name such as `Europe/Paris` (daylight saving
 time included).

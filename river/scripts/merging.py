@@ -1,40 +1,93 @@
 """Merging scripts: one value from the values of an input group.
 
 They are called with the group's SQL input values then its static values,
-in mapping order. Empty values (None, "" and blank text) are ignored by
-every one; when nothing is left they return None. `merge_datetime`, which
-needs the source's time zone, lives in `river.scripts.temporal`.
+in mapping order. Each gives what the original fhir-river script of that
+name gave on purpose; where the original crashed (on any value that is not
+text, for most of them) these do better, and their docstrings say how.
+Blank values (None, "" and blank text) are ignored by every one but
+`merge_status`; when nothing is left they return None. `merge_datetime` and
+`merge_instant`, which need the source's time zone, live in
+`river.scripts.temporal`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import decimal
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from river.scripts.cleaning import is_blank, is_empty
+
 
 def merge_concat(*values: Any) -> str | None:
-    """The values as text joined by one space: `merge_concat("Jean", None, 12.0)`
-    -> `"Jean 12"`. Numbers lose a trailing ".0", booleans are `true`/`false`,
-    dates and times are ISO 8601.
+    """The values as text (`as_text`) joined by one space:
+    `merge_concat("Jean", None, 12)` -> `"Jean 12"`.
+
+    Better than the original: blank values are left out, as None was (it
+    doubled the space around ""), and nothing to join gives None.
     """
-    parts = [as_text(value) for value in values if not _is_empty(value)]
+    parts = [as_text(value) for value in values if not is_blank(value)]
     return " ".join(parts) if parts else None
 
 
 def merge_concat_without_separator(*values: Any) -> str | None:
-    """The values as text (as `merge_concat` writes them), joined without separator."""
-    parts = [as_text(value) for value in values if not _is_empty(value)]
+    """The values as text (`as_text`), joined without separator; blank values left out."""
+    parts = [as_text(value) for value in values if not is_blank(value)]
     return "".join(parts) if parts else None
 
 
 def select_first_not_empty(*values: Any) -> Any:
-    """The first value that is not empty, as it is."""
+    """The first value that is not empty, as it is. The texts `NaN`, `NaT`,
+    `None` and `(null)` are empty, as in the original; better than it,
+    values that are not text are read (it crashed on them).
+    """
     for value in values:
-        if not _is_empty(value):
+        if not is_empty(value):
             return value
+    return None
+
+
+def merge_insee(*values: Any) -> str | None:
+    """A French INSEE commune code from two columns: the first value if it is
+    not empty, else the second, stripped.
+
+    `NaN`, `NaT`, `None` and `(null)` are empty, as in the original. Better
+    than it: a single value is read, a number is written as text (`as_text`),
+    and two empty values give None (it crashed or gave "").
+    """
+    if len(values) > 2:
+        raise ValueError(f"merge_insee takes two values, not {len(values)}")
+    for value in values:
+        if not is_empty(value):
+            return as_text(value).strip()
+    return None
+
+
+def merge_status(*values: Any) -> str | None:
+    """A FHIR CarePlan status from (inactive flag, value) pairs: the group's
+    values taken two at a time, the first pair that decides giving the status.
+
+    A pair with an empty member -> `unknown`; else an inactive flag 1 ->
+    `revoked`; else a value 1 -> `active`, 0 -> `on hold`; any other value
+    leaves the decision to the next pair (None when no pair decides):
+    `merge_status(0, 1)` -> `active`, `merge_status(1, 1)` -> `revoked`.
+    This is what the original meant ("merge two binary entries"); its code
+    unpacked each single value as a pair and crashed. Numbers, booleans and
+    the text `0` / `1` read the same. An odd number of values raises ValueError.
+    """
+    if len(values) % 2:
+        raise ValueError(
+            f"merge_status takes (inactive flag, value) pairs, not {len(values)} values"
+        )
+    for inactive, value in zip(values[::2], values[1::2], strict=True):
+        if is_empty(inactive) or is_empty(value):
+            return "unknown"
+        if _flag(inactive) == 1:
+            return "revoked"
+        status = _CARE_PLAN_STATUSES.get(_flag(value))
+        if status is not None:
+            return status
     return None
 
 
@@ -54,34 +107,34 @@ def select_min(*values: Any) -> Any:
 
 
 def as_text(value: Any) -> str:
-    """How merging scripts write a value: text as it is, numbers without a
-    trailing ".0", booleans `true`/`false`, dates, date-times and times in ISO 8601.
+    """How merging scripts write a value: as the original did (`str`), so
+    booleans are `True` / `False`, date-times `2020-01-02 03:04:00`; a float
+    with no fraction loses its ".0" (`12.0` -> `12`), as the original's
+    pipeline wrote floats before merging them.
     """
-    kind = type(value)
-    if kind is str:
+    if type(value) is str:
         return value
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int:
-        return str(value)
-    if kind is float or kind is decimal.Decimal:
-        if math.isfinite(value) and value == int(value):
-            return str(int(value))
-        return str(value)
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
+    if type(value) is float and math.isfinite(value) and value == int(value):
+        return str(int(value))
     return str(value)
 
 
 # -- below: helpers ----------------------------------------------------------------------
 
 
-def _is_empty(value: Any) -> bool:
-    return value is None or (type(value) is str and (not value or value.isspace()))
+def _flag(value: Any) -> int | None:
+    """0 or 1 from a number (a boolean too, as the original compared it) or its
+    text; None for anything else.
+    """
+    if isinstance(value, int | float | decimal.Decimal):
+        return int(value) if value in (0, 1) else None
+    if type(value) is str:
+        return {"0": 0, "1": 1}.get(value.strip())
+    return None
 
 
 def _select(values: Sequence[Any], pick: Callable[..., int]) -> Any:
-    present = [value for value in values if not _is_empty(value)]
+    present = [value for value in values if not is_blank(value)]
     if not present:
         return None
     keys = _numbers(present)
@@ -108,3 +161,6 @@ def _numbers(values: list[Any]) -> list[Any] | None:
             return None
         numbers.append(number)
     return numbers
+
+
+_CARE_PLAN_STATUSES = {1: "active", 0: "on hold"}

@@ -149,6 +149,8 @@ class ScriptRegistry:
     # -- below: user scripts -------------------------------------------------------------
 
     def _unknown(self, name: str, kind: Kind) -> UnknownScript:
+        if name in NOT_SCRIPTS:
+            return UnknownScript(name, kind, NOT_SCRIPTS[name])
         other = MERGING if kind == CLEANING else CLEANING
         if name in self._tables[other]:
             return UnknownScript(name, kind, f"{name!r} is a {other} script")
@@ -203,17 +205,29 @@ def builtin_cleaning_scripts(timezone: dt.tzinfo) -> dict[str, CleaningScript]:
     """The built-in cleaning scripts, date-times without offset read in `timezone`."""
     return {
         "binary_to_bool_1": _cleaning.binary_to_bool_1,
+        "binary_to_bool_2": _cleaning.binary_to_bool_2,
+        "clean_address": _cleaning.clean_address,
         "clean_codes": _cleaning.clean_codes,
         "clean_date": _temporal.clean_date,
         "clean_dateTime": functools.partial(_temporal.clean_dateTime, tz=timezone),
+        "clean_epoch_dateTime": functools.partial(_temporal.clean_epoch_dateTime, tz=timezone),
         "clean_instant": functools.partial(_temporal.clean_instant, tz=timezone),
+        "clean_long_text_ORBIS": _cleaning.clean_long_text_ORBIS,
         "clean_phone": _cleaning.clean_phone,
         "clean_quantity": _cleaning.clean_quantity,
         "clean_time": _temporal.clean_time,
         "code_to_empty": _cleaning.code_to_empty,
         "make_title": _cleaning.make_title,
+        "map_2_true": _cleaning.map_2_true,
+        "map_deceased": _cleaning.map_deceased,
+        "map_family_situation": _cleaning.map_family_situation,
         "map_gender": _cleaning.map_gender,
+        "map_gender_numeric": _cleaning.map_gender_numeric,
+        "map_intent": _cleaning.map_intent,
         "map_marital_status": _cleaning.map_marital_status,
+        "map_permission": _cleaning.map_permission,
+        "map_priority": _cleaning.map_priority,
+        "map_status": _cleaning.map_status,
         "string_to_bool": _cleaning.string_to_bool,
         "strip": _cleaning.strip,
         "zero_to_empty": _cleaning.zero_to_empty,
@@ -226,10 +240,29 @@ def builtin_merging_scripts(timezone: dt.tzinfo) -> dict[str, MergingScript]:
         "merge_concat": _merging.merge_concat,
         "merge_concat_without_separator": _merging.merge_concat_without_separator,
         "merge_datetime": functools.partial(_temporal.merge_datetime, tz=timezone),
+        "merge_insee": _merging.merge_insee,
+        "merge_instant": functools.partial(_temporal.merge_instant, tz=timezone),
+        "merge_status": _merging.merge_status,
         "select_first_not_empty": _merging.select_first_not_empty,
         "select_max": _merging.select_max,
         "select_min": _merging.select_min,
     }
+
+
+# Names of the original's library that are no script a mapping can name, and why.
+NOT_SCRIPTS = {
+    "if_valid": (
+        "if_valid is not a one-value script: the original built a cleaning script from two "
+        "functions, a test and a value; write that script as a user script (CUSTOM_SCRIPTS)"
+    ),
+}
+
+
+def unknown_script_message(name: str, kind: str) -> str:
+    """What to say of a script name of `kind` that no registry knows; for a name
+    of the original's library that is no script (`if_valid`), why.
+    """
+    return str(UnknownScript(name, kind, NOT_SCRIPTS.get(name, "")))
 
 
 # -- below: private helpers --------------------------------------------------------------

@@ -13,7 +13,10 @@ forms (surrounding spaces ignored):
 - RFC 1123 / RFC 2822 (`Wed, 13 Mar 2075 00:00:00 GMT`).
 
 A value in none of these forms, or naming an impossible date (`2020-02-30`),
-raises `ValueError` naming the value and the forms expected.
+raises `ValueError` naming the value and the forms expected (the original
+scripts gave such a value back untouched, which no FHIR server accepts).
+None, blank text and the texts `NaN`, `NaT`, `None` and `(null)` (which the
+original took for empty) give None.
 
 A date-time that carries no offset is read in the source's time zone (the
 `SOURCE_TIMEZONE` setting): a fixed offset (`+02:00`) or an IANA zone name
@@ -30,8 +33,11 @@ import email.utils
 import functools
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from river.scripts.cleaning import is_blank, is_empty
 
 DEFAULT_TIMEZONE = "+02:00"
 
@@ -108,23 +114,18 @@ def read_moment(value: Any) -> tuple[str, dt.date]:
 
 
 def clean_date(value: Any) -> str | None:
-    """A FHIR date: `YYYY-MM-DD`, or `YYYY` / `YYYY-MM` when the value has no more.
+    """A FHIR date `YYYY-MM-DD`, as the original gave it: a year or a month
+    alone is its first day (`2015` -> `2015-01-01`, `2015-02` -> `2015-02-01`).
 
     A date-time gives its own calendar date (no time zone conversion).
     """
-    if value is None:
-        return None
     if type(value) is dt.datetime:
         return value.date().isoformat()
     if type(value) is dt.date:
         return value.isoformat()
-    if type(value) is str and (not value or value.isspace()):
+    if is_empty(value):
         return None
     precision, moment = read_moment(value)
-    if precision == YEAR:
-        return f"{moment.year:04d}"
-    if precision == MONTH:
-        return f"{moment.year:04d}-{moment.month:02d}"
     if precision == DATETIME:
         return moment.date().isoformat()
     return moment.isoformat()
@@ -133,15 +134,19 @@ def clean_date(value: Any) -> str | None:
 def clean_dateTime(value: Any, tz: dt.tzinfo | None = None) -> str | None:  # noqa: N802
     """A FHIR dateTime: `YYYY`, `YYYY-MM`, `YYYY-MM-DD` as the value has them,
     or a full date-time with an offset (`tz`, the source's zone, when it has none).
+
+    Text that already is a FHIR date-time with an offset is kept as it is
+    written (`2015-02-07T13:28:17Z`, `...17.123+05:00`), as the original did.
     """
-    if value is None:
-        return None
     if type(value) is dt.datetime:
         return with_offset(value, tz)
     if type(value) is dt.date:
         return value.isoformat()
-    if type(value) is str and (not value or value.isspace()):
+    if is_empty(value):
         return None
+    written = as_written(value)
+    if written is not None:
+        return written
     precision, moment = read_moment(value)
     if precision == DATETIME:
         return with_offset(moment, tz)
@@ -156,16 +161,46 @@ def clean_instant(value: Any, tz: dt.tzinfo | None = None) -> str | None:
     """A FHIR instant: always a full date-time with an offset.
 
     A partial value (`2015`, `2015-02`, `2015-02-07`) is its first moment, at
-    midnight in `tz` (the source's zone).
+    midnight in `tz` (the source's zone). Text that already is a FHIR instant
+    is kept as it is written (`2015-02-07T13:28:17Z`).
     """
-    if value is None:
+    if is_empty(value):
         return None
-    if type(value) is str and (not value or value.isspace()):
-        return None
+    written = as_written(value)
+    if written is not None:
+        return written
     precision, moment = read_moment(value)
     if precision != DATETIME:
         moment = dt.datetime(moment.year, moment.month, moment.day)
     return with_offset(moment, tz)
+
+
+def clean_epoch_dateTime(value: Any, tz: dt.tzinfo | None = None) -> str | None:  # noqa: N802
+    """A FHIR dateTime from an epoch time, text or number: fewer than 12 digits
+    are seconds, 12 or more milliseconds (`1330063200000` is 2012-02-24T06:00:00Z).
+
+    The instant is written in the offset `tz` (the source's zone) gives it:
+    `2012-02-24T08:00:00+02:00`, or `2012-02-24T07:00:00+01:00` in
+    Europe/Paris. The original wrote the server's local time and labelled it
+    `+02:00` whatever the true offset; here the instant is always the true one.
+    A value that is no epoch time (`abcde`), or one out of the years 1-9999,
+    gives None, as the original gave "". Better than the original: numbers
+    (it crashed on them), surrounding spaces, and a fraction that does not
+    count as digits (`1330063200.5` is seconds).
+    """
+    if is_empty(value):
+        return None
+    number = _epoch_number(value)
+    if number is None:
+        return None
+    digits = len(str(abs(int(number))))
+    unit = 1_000 if digits >= 12 else 1_000_000  # microseconds per unit
+    try:
+        moment = _EPOCH + dt.timedelta(microseconds=int(number * unit))
+        local = moment.astimezone(tz or _DEFAULT_TZ)
+    except (OverflowError, ValueError):
+        return None
+    return with_offset(local)
 
 
 def clean_time(value: Any) -> str | None:
@@ -174,13 +209,18 @@ def clean_time(value: Any) -> str | None:
     Reads `time` and `datetime` objects, `HH:MM[:SS]`, `HH::MM::SS`,
     `HH MM SS`, French `14h30` / `14h`, `HHMM`, `HHMMSS`, an integer such as
     930 (09:30) or 143000, and date-times (`2015-02-07 13:28:17`,
-    `201502071740`). A date alone has no time and raises ValueError.
+    `201502071740`). A date alone (`2015-02-07`, `20150207`, a `date`) is
+    midnight, `00:00:00`, as in the original. Anything else raises ValueError
+    (the original gave `00:00:00` for any text it could not read).
     """
-    if value is None:
+    if is_empty(value):
         return None
-    if type(value) is str and (not value or value.isspace()):
-        return None
-    moment = read_time(value)
+    try:
+        moment = read_time(value)
+    except ValueError:
+        if _is_date(value):
+            return "00:00:00"
+        raise
     return f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
 
 
@@ -220,21 +260,43 @@ def merge_datetime(*values: Any, tz: dt.tzinfo | None = None) -> str | None:
     `tz` (the source's zone). Without a time, the date alone as
     `clean_dateTime` gives it; without a date, None (a time alone is no
     dateTime). A date-time given as the date keeps only its calendar date.
+    A date and a time written as text that join (`date` + `T` + `time`) into
+    a FHIR date-time with an offset are kept as written, as in the original.
     """
-    if len(values) > 2:
-        raise ValueError(f"merge_datetime takes a date and a time, not {len(values)} values")
-    date = values[0] if values else None
-    time = values[1] if len(values) > 1 else None
-    if _is_blank(date):
+    return _merge_date_and_time("merge_datetime", values, tz, clean_dateTime)
+
+
+def merge_instant(*values: Any, tz: dt.tzinfo | None = None) -> str | None:
+    """A date and a time of day merged into one FHIR instant, as `merge_datetime`
+    does for a dateTime; a date alone is midnight in `tz` (the source's zone)
+    (`clean_instant`). No value or more than two raise ValueError, as in the
+    original.
+
+    Better than the original: a time without seconds (`13:28`) and date and
+    time objects are read (it gave `2015-02-07T13:28` back untouched, and
+    crashed on objects).
+    """
+    if not values:
+        raise ValueError("merge_instant takes a date and optionally a time, not 0 values")
+    return _merge_date_and_time("merge_instant", values, tz, clean_instant)
+
+
+def as_written(value: Any) -> str | None:
+    """Text that already is a FHIR date-time with an offset, stripped, or None.
+
+    FHIR's own pattern, with a calendar date that exists: `2015-02-07T13:28:17Z`
+    and `2015-02-07T13:28:17.123+05:00` are kept as they are written.
+    """
+    if type(value) is not str:
         return None
-    if _is_blank(time):
-        return clean_dateTime(date, tz)
-    precision, moment = read_moment(date)
-    if precision in (YEAR, MONTH):
-        raise ValueError(f"{date!r} is not a full date (YYYY-MM-DD)")
-    day = moment.date() if isinstance(moment, dt.datetime) else moment
-    clock = read_time(time)
-    return with_offset(dt.datetime.combine(day, clock), tz)
+    text = value.strip()
+    if "T" not in text or _FHIR_DATETIME.fullmatch(text) is None:
+        return None
+    try:
+        dt.date.fromisoformat(text[:10])
+    except ValueError:
+        return None
+    return text
 
 
 def with_offset(moment: dt.datetime, tz: dt.tzinfo | None = None) -> str:
@@ -258,8 +320,57 @@ def with_offset(moment: dt.datetime, tz: dt.tzinfo | None = None) -> str:
 # -- below: text reading helpers ---------------------------------------------------------
 
 
-def _is_blank(value: Any) -> bool:
-    return value is None or (type(value) is str and (not value or value.isspace()))
+def _merge_date_and_time(
+    name: str,
+    values: tuple[Any, ...],
+    tz: dt.tzinfo | None,
+    date_alone: Callable[[Any, dt.tzinfo | None], str | None],
+) -> str | None:
+    """`values` (a date, then optionally a time) merged as one date-time with an
+    offset; the date alone as `date_alone` gives it; no date, None.
+    """
+    if len(values) > 2:
+        raise ValueError(f"{name} takes a date and a time, not {len(values)} values")
+    date = values[0] if values else None
+    time = values[1] if len(values) > 1 else None
+    if is_empty(date):
+        return None
+    if is_blank(time):
+        return date_alone(date, tz)
+    if type(date) is str and type(time) is str:
+        written = as_written(f"{date.strip()}T{time.strip()}")
+        if written is not None:
+            return written
+    precision, moment = read_moment(date)
+    if precision in (YEAR, MONTH):
+        raise ValueError(f"{date!r} is not a full date (YYYY-MM-DD)")
+    day = moment.date() if isinstance(moment, dt.datetime) else moment
+    clock = read_time(time)
+    return with_offset(dt.datetime.combine(day, clock), tz)
+
+
+def _is_date(value: Any) -> bool:
+    """True for a date without a time of day: a `date`, or a value read as one."""
+    if isinstance(value, dt.datetime):
+        return False
+    if isinstance(value, dt.date):
+        return True
+    try:
+        return read_moment(value)[0] != DATETIME
+    except ValueError:
+        return False
+
+
+def _epoch_number(value: Any) -> decimal.Decimal | None:
+    """An epoch time as a Decimal (text or number); None for anything else."""
+    kind = type(value)
+    if kind is int:
+        return decimal.Decimal(value)
+    if kind is decimal.Decimal or kind is float:
+        return decimal.Decimal(str(value)) if math.isfinite(value) else None
+    if kind is str and _EPOCH_TEXT.fullmatch(value.strip()):
+        return decimal.Decimal(value.strip())
+    return None
 
 
 def _text_of(value: Any, what: str) -> str:
@@ -393,3 +504,11 @@ def _offset_text(offset: dt.timedelta | None) -> str:
 
 _OFFSET_TEXTS: dict[dt.timedelta | None, str] = {}
 _DEFAULT_TZ = parse_timezone(DEFAULT_TIMEZONE)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+_EPOCH_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# FHIR R4's pattern of dateTime.
+_FHIR_DATETIME = re.compile(
+    r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]"
+    r"|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]"
+    r"|1[0-3]):[0-5][0-9]|14:00)))?)?)?"
+)

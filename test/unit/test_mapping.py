@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -11,11 +10,10 @@ from river.errors import InvalidMapping, RiverError, UnknownResource
 from river.mapping import load_mappings
 from river.plan import Step, parse_path
 from river.scripts import ScriptRegistry
+from test.conftest import FORMAT_EXAMPLES as EXAMPLES
+from test.conftest import MIMIC_DEMO_MAPPING
 from test.unit.mapping_builder import ExportBuilder
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-MAPPINGS = DATA / "mappings"
-EXAMPLES = MAPPINGS / "format-examples"
 SCRIPTS = ScriptRegistry.default()
 
 
@@ -26,7 +24,7 @@ def faults_of(export: ExportBuilder) -> list[str]:
 
 
 def test_the_mimic_demo_export_loads_every_resource():
-    mappings = load_mappings(MAPPINGS / "mimic-demo.json", SCRIPTS)
+    mappings = load_mappings(MIMIC_DEMO_MAPPING, SCRIPTS)
     assert len(mappings) == 17
     encounter = mappings.resource("cktlnp0hz00500mmzpor3i6hn")
     assert encounter.resource_type == "Encounter"
@@ -233,3 +231,23 @@ def test_parse_path(path, steps):
 def test_parse_path_refuses_malformed(path):
     with pytest.raises(ValueError):
         parse_path(path)
+
+
+def test_if_valid_is_refused_saying_why():
+    # The original's if_valid built a script from two functions: a mapping cannot name it.
+    export = ExportBuilder()
+    patient = export.resource("Patient", "patients", "subject_id")
+    patient.attribute(
+        "gender",
+        "code",
+        export.group(sql=[export.input("patients", "gender", script="if_valid")]),
+    )
+    patient.attribute("name[0].text", "string", export.group(static=["a", "b"], merging="if_valid"))
+    faults = faults_of(export)
+    assert len(faults) == 2
+    assert all(
+        "unknown " in f and " script 'if_valid' (if_valid is not a one-value script" in f
+        for f in faults
+    )
+    assert "sql_inputs[0].script: unknown cleaning script 'if_valid'" in faults[0]
+    assert "field `merging_script`: unknown merging script 'if_valid'" in faults[1]
