@@ -32,8 +32,9 @@ from river.scripts import ScriptRegistry  # noqa: E402
 from river.transform import ResourceTransformer, timestamp  # noqa: E402
 from river.validation import Validator  # noqa: E402
 from test.utils import synthetic  # noqa: E402
+from test.utils.dbutil import MAPPINGS_DIR, unpacked  # noqa: E402
 
-MAPPING = ROOT / ".." / "shared" / "data" / "mappings" / "mimic-demo.json"
+MAPPING = unpacked(MAPPINGS_DIR / "mimic-demo.json")  # shipped gzip'd in test/data/mappings
 PATIENT = "cktlnp0ji006e0mmzat7dwb98"  # feat_6: joins admissions, map_gender, clean_date
 CONDITION = "cktlnp0oa00at0mmzp0b1u7zx"  # diagnosis: joins d_icd_diagnoses, references
 TARGETS = {PATIENT: 35_000, CONDITION: 50_000}

@@ -20,17 +20,56 @@ import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from adapters.kafka import wait_for_leaders
+from adapters.kafka import kafka_config, wait_for_leaders
 from river.events import TOPICS
+from river.settings import Settings
+from test.utils.dbutil import unpacked
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT / ".." / "shared" / "data"
-MIMIC_DEMO = SHARED_DATA / "mimic-iii-demo"
-MIMIC_DEMO_MAPPING = SHARED_DATA / "mappings" / "mimic-demo.json"
-CONCEPT_MAPS = SHARED_DATA / "mappings" / "concept_maps.json"
+# The test data ship with the repository, gzip'd (test/data/README.md): the MIMIC-III
+# demo (load_folder reads its .csv.gz files), the Pyrog mappings and the ConceptMaps
+# (plain copies, made once per session, for what reads plain files: river, the services).
+TEST_DATA = ROOT / "test" / "data"
+MIMIC_DEMO = TEST_DATA / "mimic-iii-demo"
+MIMIC_DEMO_MAPPING = unpacked(TEST_DATA / "mappings" / "mimic-demo.json")
+CONCEPT_MAPS = unpacked(TEST_DATA / "mappings" / "concept_maps.json")
+FORMAT_EXAMPLES = unpacked(TEST_DATA / "mappings" / "format-examples")
 
 
-KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+# The stack's Kafka as the services see it (.env, then the environment): where it is and
+# how to talk to it (KAFKA_SECURITY_PROTOCOL, SASL, TLS); the tests' own clients use both.
+KAFKA_SETTINGS = Settings.load(ROOT / ".env")
+KAFKA = KAFKA_SETTINGS.kafka_bootstrap_servers
+
+
+def kafka_client(**config: Any) -> dict[str, Any]:
+    """The configuration of a test's Kafka client of the stack (adapters/kafka.py's
+    kafka_config: bootstrap servers and security), with `config` on top."""
+    return kafka_config(KAFKA_SETTINGS, **config)
+
+
+def kafka_settings(**changes: Any) -> Settings:
+    """Settings() on the stack's Kafka (KAFKA and how to talk to it), with `changes`: what
+    a test gives the EventProducer or the service loop it runs in-process."""
+    kafka = {
+        name: getattr(KAFKA_SETTINGS, name)
+        for name in Settings.__dataclass_fields__
+        if name == "kafka_bootstrap_servers"
+        or name.startswith(("kafka_security", "kafka_sasl", "kafka_ssl"))
+    }
+    return Settings(**{**kafka, **changes})
+
+
+STATE_DIR = Path(os.environ.get("STATE_DIR") or ROOT / ".state")
+KEYCLOAK = "http://127.0.0.1:" + os.environ.get("KEYCLOAK_PORT", "8180")
+ISSUER = KEYCLOAK + "/realms/fhir-river"
+
+
+def scripts_client() -> dict[str, str]:
+    """The local stack's confidential client (infra/keycloak.sh made its secret): the
+    environment a script, a service or a test needs to call the API as an operator."""
+    secret = (STATE_DIR / "keycloak" / "secrets" / "river-scripts.secret").read_text().strip()
+    return {"RIVER_CLIENT_ID": "river-scripts", "RIVER_CLIENT_SECRET": secret}
 
 
 def without_last_updated(resource: dict) -> dict:
@@ -43,7 +82,7 @@ def without_last_updated(resource: dict) -> dict:
 def kafka_topics(prefix: str, topics: tuple[str, ...] = TOPICS) -> Iterator[list[str]]:
     """The pipeline's topics under `prefix` (3 partitions, as the stack makes
     them), deleted after: each test run has topics nobody else reads."""
-    admin = AdminClient({"bootstrap.servers": KAFKA})
+    admin = AdminClient(kafka_client())
     names = [prefix + topic for topic in topics]
     new = [NewTopic(name, num_partitions=3, replication_factor=1) for name in names]
     for future in admin.create_topics(new).values():
@@ -60,7 +99,7 @@ def kafka_topics(prefix: str, topics: tuple[str, ...] = TOPICS) -> Iterator[list
 def committed(group: str) -> dict[int, int]:
     """partition -> the group's committed offset, -1 if none (the group consumes one
     topic of 3 partitions)."""
-    admin = AdminClient({"bootstrap.servers": KAFKA})
+    admin = AdminClient(kafka_client())
     found = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
     offsets = {tp.partition: tp.offset for tp in found[group].result(10).topic_partitions}
     return {p: offsets.get(p, -1) for p in range(3)}
@@ -77,9 +116,7 @@ def reader_from_now(topic: str) -> tuple[Consumer, dict[int, int]]:
     """A consumer of `topic` and where it starts: assigned at the high watermarks,
     outside any group, so it reads what is produced from now on (no rebalance to
     wait for, no "latest" resolved after a test already produced)."""
-    consumer = Consumer(
-        {"bootstrap.servers": KAFKA, "group.id": "unused", "enable.auto.commit": False}
-    )
+    consumer = Consumer(kafka_client(**{"group.id": "unused", "enable.auto.commit": False}))
     start = high_watermarks(consumer, topic)
     consumer.assign([TopicPartition(topic, p, offset) for p, offset in start.items()])
     return consumer, start

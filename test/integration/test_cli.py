@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from test.conftest import CONCEPT_MAPS, MIMIC_DEMO_MAPPING, ROOT, SHARED_DATA
+from test.conftest import CONCEPT_MAPS, FORMAT_EXAMPLES, MIMIC_DEMO_MAPPING, ROOT
 
 FEAT_6 = "cktlnp0ji006e0mmzat7dwb98"
 DIAGNOSIS = "cktlnp0oa00at0mmzp0b1u7zx"
@@ -25,7 +25,7 @@ def river(*args: str, db_url: str, **env: str) -> subprocess.CompletedProcess:
         **env,
     }
     return subprocess.run(
-        [sys.executable, "-m", "river.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True,
         text=True,
         env=environment,
@@ -82,7 +82,7 @@ def test_unknown_resource_is_one_sentence(mimic_demo_url):
 
 
 def test_invalid_mapping_lists_its_faults(mimic_demo_url):
-    invalid = SHARED_DATA / "mappings" / "format-examples" / "invalid-missing-owner.json"
+    invalid = FORMAT_EXAMPLES / "invalid-missing-owner.json"
     done = river(
         "preview", "--mapping", str(invalid), "simple-resource", "1", db_url=mimic_demo_url
     )

@@ -27,7 +27,7 @@ from test.utils.load_csv_folder import load_folder
 pytestmark = pytest.mark.stack
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / ".." / "shared" / "data" / "mimic-iii-demo"
+DEMO = dbutil.DEFAULT_DEMO_DIR  # test/data/mimic-iii-demo: <table>.csv.gz
 UTILS = ROOT / "test" / "utils"
 SCRATCH = "mimic_test_tools"
 DEMO_COUNTS = {
@@ -102,6 +102,20 @@ def test_the_demo_loads_with_its_exact_counts(scratch_url):
     # Loading again with replace gives the same rows.
     assert load_folder(scratch_url, DEMO, replace=True) == DEMO_COUNTS
     assert counts_in(scratch_url) == DEMO_COUNTS
+
+
+def test_plain_and_gzipped_csv_files_load_alike(scratch_url, tmp_path):
+    """A folder may hold <table>.csv (as the demo is published) or <table>.csv.gz (as
+    it ships here), or both kinds: never both files of one table."""
+    plain = tmp_path / "patients.csv"
+    with dbutil.open_bytes(DEMO / "patients.csv.gz") as packed:
+        plain.write_bytes(packed.read())
+    (tmp_path / "admissions.csv.gz").write_bytes((DEMO / "admissions.csv.gz").read_bytes())
+    assert load_folder(scratch_url, tmp_path, replace=True) == {"admissions": 129, "patients": 100}
+    (tmp_path / "patients.csv.gz").write_bytes((DEMO / "patients.csv.gz").read_bytes())
+    with pytest.raises(ValueError, match="both patients.csv and patients.csv.gz"):
+        load_folder(scratch_url, tmp_path, replace=True)
+    assert load_folder(scratch_url, DEMO, replace=True) == DEMO_COUNTS
 
 
 def test_the_demo_keeps_its_types_and_nulls(scratch_url):

@@ -2,8 +2,7 @@
 
 The generator draws from the statistics shipped in test/utils/mimic_reference.json.gz;
 the tests that compare with the MIMIC-III demo itself (its measured proportions,
-the file against a fresh learning) read it from ../shared/data, and are skipped
-where it is not (a machine with only the repository).
+the file against a fresh learning) read the demo shipped in test/data/mimic-iii-demo.
 """
 
 from __future__ import annotations
@@ -19,18 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from test.utils import learn_reference, synthetic
+from test.utils import dbutil, learn_reference, synthetic
 from test.utils.create_records_db import write_csv_folder
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / ".." / "shared" / "data" / "mimic-iii-demo"
+DEMO = ROOT / "test" / "data" / "mimic-iii-demo"  # <table>.csv.gz
 UTILS = ROOT / "test" / "utils"
 N = 2000
 SEED = 20
-
-needs_demo = pytest.mark.skipif(
-    not learn_reference.holds_demo(DEMO), reason=f"no MIMIC-III demo in {DEMO}"
-)
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +47,10 @@ def tables(reference):
 @pytest.fixture(scope="module")
 def demo():
     """The demo's tables as lists of dicts (empty field: None)."""
-    if not learn_reference.holds_demo(DEMO):
-        pytest.skip(f"no MIMIC-III demo in {DEMO}")
+    assert learn_reference.holds_demo(DEMO), f"the MIMIC-III demo is missing from {DEMO}"
     out = {}
     for table in learn_reference.DEMO_TABLES:
-        with open(DEMO / f"{table}.csv", newline="", encoding="utf-8") as f:
+        with dbutil.open_csv(DEMO / f"{table}.csv.gz") as f:
             out[table] = [{k: v or None for k, v in r.items()} for r in csv.DictReader(f)]
     return out
 
@@ -66,7 +60,7 @@ def column(table: str, name: str) -> int:
 
 
 def demo_header(table: str) -> list[str]:
-    with open(DEMO / f"{table}.csv", newline="") as f:
+    with dbutil.open_csv(DEMO / f"{table}.csv.gz") as f:
         return next(csv.reader(f))
 
 
@@ -271,7 +265,6 @@ def test_the_dictionaries_are_synthetic(reference, demo):
 # --- the shipped statistics ------------------------------------------------------------
 
 
-@needs_demo
 def test_the_shipped_statistics_are_those_learned_from_the_demo():
     shipped = learn_reference.decode(learn_reference.REFERENCE_PATH.read_bytes())
     assert shipped == learn_reference.learn(DEMO), (
@@ -341,7 +334,7 @@ def test_without_a_demo_the_shipped_statistics_are_used(monkeypatch, tmp_path):
 
 
 def repository_copy(tmp_path: Path) -> Path:
-    """test/utils alone in a tree without ../shared: a user's checkout, no demo."""
+    """test/utils alone in a tree without test/data: no demo, only the statistics."""
     utils = tmp_path / "repo" / "test" / "utils"
     utils.mkdir(parents=True)
     for name in ("synthetic.py", "dbutil.py", "learn_reference.py", "create_records_db.py",
@@ -473,13 +466,11 @@ def test_iter_dicts_and_patients(reference):
 # --- CSV output --------------------------------------------------------------------
 
 
-@needs_demo
 def test_the_columns_are_the_demo_headers():
     for table, columns in synthetic.COLUMNS.items():
         assert list(columns) == demo_header(table), table
 
 
-@needs_demo
 def test_output_dir_writes_the_demos_format(tmp_path, reference):
     counts = write_csv_folder(tmp_path, 150, 4)
     assert sorted(p.stem for p in tmp_path.glob("*.csv")) == sorted(synthetic.TABLES)

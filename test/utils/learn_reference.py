@@ -1,6 +1,6 @@
 """Learn the synthetic generator's statistics from the MIMIC-III demo.
 
-    python test/utils/learn_reference.py                 # ../shared/data/mimic-iii-demo
+    python test/utils/learn_reference.py                 # test/data/mimic-iii-demo
     python test/utils/learn_reference.py DEMO_DIR        # or $MIMIC_DEMO_DIR
     python test/utils/learn_reference.py --check         # exit 1 if the file is stale
 
@@ -67,19 +67,19 @@ MIN_DRUG_LINES = 5
 
 
 def _read(folder: Path, table: str) -> list[dict[str, str | None]]:
-    path = folder / f"{table}.csv"
-    if not path.is_file():
+    path = dbutil.csv_path(folder, table)
+    if path is None:
         raise FileNotFoundError(
             f"no MIMIC-III demo in {folder} ({table}.csv is missing): give the demo's folder,"
             " or leave --demo-dir and $MIMIC_DEMO_DIR unset to use the shipped statistics"
         )
-    with open(path, newline="", encoding="utf-8") as f:
+    with dbutil.open_csv(path) as f:
         return [{k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def holds_demo(folder: str | Path | None) -> bool:
-    """Whether `folder` has every CSV file the learning reads."""
-    return bool(folder) and all((Path(folder) / f"{t}.csv").is_file() for t in DEMO_TABLES)
+    """Whether `folder` has every CSV file the learning reads (`.csv` or `.csv.gz`)."""
+    return bool(folder) and all(dbutil.csv_path(folder, t) is not None for t in DEMO_TABLES)
 
 
 def _ts(value: str) -> datetime:

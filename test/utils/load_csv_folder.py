@@ -2,11 +2,12 @@
 
     python test/utils/load_csv_folder.py [FOLDER] [--db-url URL] [--replace]
 
-FOLDER defaults to the MIMIC-III demo (../shared/data/mimic-iii-demo beside the
-checkout, or $MIMIC_DEMO_DIR); the database to $SOURCE_DB_URL, else the local
-stack's `mimic`. The MIMIC schema (mimic_schema.sql) is applied first, then each
-`<table>.csv` is streamed into `<table>` with COPY (the header names the columns;
-an empty field is NULL), and the rows of each table are printed.
+FOLDER defaults to $MIMIC_DEMO_DIR, else the MIMIC-III demo shipped in
+test/data/mimic-iii-demo; the database to $SOURCE_DB_URL, else the local stack's
+`mimic`. The MIMIC schema (mimic_schema.sql) is applied first, then each
+`<table>.csv` or gzip'd `<table>.csv.gz` (decompressed as it is streamed) goes into
+`<table>` with COPY (the header names the columns; an empty field is NULL), and the
+rows of each table are printed.
 
 Everything runs in one transaction: a failure leaves the database as it was.
 Idempotent use: `--replace` empties each loaded table first, so running the same
@@ -34,10 +35,13 @@ except ImportError:  # run as a script
 CHUNK_BYTES = 1 << 20
 
 
-def csv_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in Path(folder).glob("*.csv") if p.is_file())
+def csv_files(folder: Path) -> dict[str, Path]:
+    """table -> its `<table>.csv` or `<table>.csv.gz` file in `folder`."""
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"no folder {folder}")
+    files = dbutil.csv_files(folder)
     if not files:
-        raise FileNotFoundError(f"no .csv file in {folder}")
+        raise FileNotFoundError(f"no .csv or .csv.gz file in {folder}")
     return files
 
 
@@ -56,8 +60,8 @@ def existing_tables(conn: psycopg.Connection) -> set[str]:
 
 
 def copy_file(cur: psycopg.Cursor, table: str, path: Path) -> int:
-    """Stream one CSV file into `table` with COPY; the rows copied."""
-    with open(path, "rb") as f:
+    """Stream one CSV file (gzip'd or not) into `table` with COPY; the rows copied."""
+    with dbutil.open_bytes(path) as f:
         columns = read_header(f.readline(), path)
         statement = sql.SQL(
             "COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER false, ENCODING 'UTF8')"
@@ -74,7 +78,7 @@ def load_folder(
     replace: bool = True,
     schema: Path | None = dbutil.SCHEMA_PATH,
 ) -> dict[str, int]:
-    """Load every `<table>.csv` of `folder` into `<table>`; rows copied per table.
+    """Load every `<table>.csv` (or `.csv.gz`) of `folder` into `<table>`; rows per table.
 
     `replace` empties the loaded tables first (so a re-run gives the same rows);
     `schema` is applied first (None: the tables must exist). One transaction.
@@ -86,7 +90,7 @@ def load_folder(
         if schema is not None:
             dbutil.apply_schema(conn, schema)
         tables = existing_tables(conn)
-        missing = [p.stem for p in files if p.stem not in tables]
+        missing = [table for table in files if table not in tables]
         if missing:
             raise ValueError(
                 f"no table for {', '.join(missing)} in the database: add it to the schema"
@@ -95,13 +99,13 @@ def load_folder(
             if replace:
                 cur.execute(
                     sql.SQL("TRUNCATE {}").format(
-                        sql.SQL(", ").join(sql.Identifier(p.stem) for p in files)
+                        sql.SQL(", ").join(map(sql.Identifier, files))
                     )
                 )
-            for path in files:
-                counts[path.stem] = copy_file(cur, path.stem, path)
-            for path in files:
-                cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(path.stem)))
+            for table, path in files.items():
+                counts[table] = copy_file(cur, table, path)
+            for table in files:
+                cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
     return counts
 
 
@@ -116,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         nargs="?",
         type=Path,
         default=None,
-        help=f"folder of <table>.csv files (default: {dbutil.DEFAULT_DEMO_DIR})",
+        help="folder of <table>.csv or <table>.csv.gz files (default: $MIMIC_DEMO_DIR, else"
+        f" {dbutil.DEFAULT_DEMO_DIR})",
     )
     parser.add_argument(
         "--db-url", default=None, help="database URL (default: $SOURCE_DB_URL, else local mimic)"

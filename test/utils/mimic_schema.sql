@@ -1,5 +1,5 @@
 -- MIMIC-III schema of the 16 tables of the MIMIC-III Clinical Database Demo
--- (../shared/data/mimic-iii-demo), for PostgreSQL. Column names are the CSV
+-- (test/data/mimic-iii-demo), for PostgreSQL. Column names are the CSV
 -- headers, in the same order. Idempotent: run it as often as you like
 --   psql -v ON_ERROR_STOP=1 -d mimic -f test/utils/mimic_schema.sql
 --

@@ -275,7 +275,7 @@ def load_reference(folder: str | Path | None = None) -> Reference:
     `folder` when one is given (--demo-dir: it must hold the demo), else in
     $MIMIC_DEMO_DIR when that holds the demo, else read from the statistics shipped
     in REFERENCE_PATH (the default: no demo needed). Without that file, the demo
-    beside the checkout (../shared/data/mimic-iii-demo) is the last resort."""
+    shipped in test/data/mimic-iii-demo is the last resort."""
     if folder is not None:
         return _learned(str(Path(folder).resolve()))
     env = os.environ.get("MIMIC_DEMO_DIR")
