@@ -12,14 +12,14 @@ until the connector and its tasks run or fail, and prints one line per connector
 and Debezium would resume a connector of the same name at an LSN its new slot does
 not hold) and deletes it; for Debezium's PostgreSQL connector it also drops the
 replication slot and the publication it made, since PostgreSQL keeps every WAL
-segment a forgotten slot still needs (STACK.md).
+segment a forgotten slot still needs (docs/operations.md).
 
 Secrets: connector files hold `${env:NAME}` placeholders that Connect resolves from
 its own environment (its EnvVarConfigProvider), never a literal password: `push`
 refuses a file with one. Whatever Connect says (errors, traces) is printed with
 anything password-like masked.
 
-Each function returns the command's exit status (river/cli.py): 0 when every
+Each function returns the command's exit status (cli/main.py): 0 when every
 connector runs (push) or the connector and its slot are gone (remove), 1 otherwise.
 Problems are one sentence on stderr, prefixed `river:`.
 """
@@ -44,10 +44,10 @@ from river.connectors import (
     ConnectorError,
     ConnectorFile,
     default_files,
-    is_placeholder,
-    is_secret_key,
     load_file,
 )
+from river.secrets import Secrets, mask
+from river.secrets import mask_config as mask_config  # the commands' name for it
 
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 REQUEST_TIMEOUT = 10.0
@@ -61,14 +61,6 @@ SLOT_TIMEOUT = 15.0
 TRACE_CHARS = 400
 
 _ENV_PLACEHOLDER = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
-# key=value, key: value, "key": "value", with a secret-like key (in messages and traces).
-_SECRET_IN_TEXT = re.compile(
-    r"""(?P<key>["']?[\w.-]*(?:password|passwd|passphrase|pwd|secret|token|credential)"""
-    r"""[\w.-]*["']?\s*[=:]\s*["']?)(?P<value>[^"'\s&,;)}\]]+)""",
-    re.IGNORECASE,
-)
-_URL_USERINFO = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)(?P<value>[^@\s/]+)(?=@)")
-MASK = "****"
 
 # Defaults of the local stack (.env.example), for resolving ${env:NAME} on this side.
 _LOCAL_DEFAULTS = {
@@ -84,30 +76,12 @@ class ConnectUnreachable(ConnectorError):
     """Connect does not answer at all."""
 
 
-# --- masking ---------------------------------------------------------------------------------
-
-
-def mask_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The config with every secret-like value that is not a placeholder masked."""
-    return {
-        key: MASK
-        if is_secret_key(key) and value not in ("", None) and not is_placeholder(value)
-        else value
-        for key, value in config.items()
-    }
+# --- masking (river/secrets.py's: one module, one mask) --------------------------------------
 
 
 def mask_secrets(text: str) -> str:
     """`text` (a message, a trace) with password-like values and URL passwords masked."""
-
-    def keep_placeholder(match: re.Match[str]) -> str:
-        value = match.group("value")
-        if value.startswith("${") or value == MASK:
-            return match.group(0)
-        return match.group("key") + MASK
-
-    text = _SECRET_IN_TEXT.sub(keep_placeholder, text)
-    return _URL_USERINFO.sub(lambda m: m.group("head") + MASK, text)
+    return mask(text)
 
 
 def _one_line(text: str) -> str:
@@ -509,9 +483,10 @@ def _source_connection(url: str | dict[str, str]) -> Any:
             return psycopg.connect(url, autocommit=True, connect_timeout=5)
         return psycopg.connect(**url, autocommit=True, connect_timeout=5)
     except psycopg.Error as error:
-        raise ConnectorError(
-            f"its source database cannot be reached ({_one_line(str(error))})"
-        ) from None
+        # libpq may quote the connection string it was given: its password is known here.
+        known = Secrets.of_url(url) if isinstance(url, str) else Secrets([url.get("password")])
+        said = " ".join(known.mask(str(error)).split())
+        raise ConnectorError(f"its source database cannot be reached ({said})") from None
 
 
 def _drop_slot(url: str | dict[str, str], slot: str, publication: str | None) -> tuple[bool, bool]:

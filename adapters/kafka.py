@@ -22,11 +22,17 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from adapters.store import StoreUnavailable
 from river import events
 from river.errors import RiverError, SourceUnavailable
-from river.settings import Settings
+from river.settings import Settings, check_kafka_security
 
 
 class KafkaUnavailable(RiverError):
     """Kafka did not acknowledge in time."""
+
+
+class KafkaRefused(KafkaUnavailable):
+    """Kafka refused our credentials (KAFKA_SASL_*, KAFKA_SSL_*): a setting to fix, not
+    an outage. The API answers 503 with the sentence; a service stops with it (exit
+    status 1) rather than retry forever."""
 
 
 class EventTooLarge(RiverError):
@@ -44,6 +50,75 @@ def max_message_bytes(settings: Settings) -> int:
     return settings.kafka_message_max_bytes + FRAMING
 
 
+def kafka_config(settings: Settings, **config: Any) -> dict[str, Any]:
+    """The configuration every Kafka client of FHIR River starts from (producers,
+    consumers, admin clients of the services, the API and the tests' helpers): where
+    Kafka is and how to talk to it (KAFKA_SECURITY_PROTOCOL, SASL, TLS), then `config`.
+
+    The SASL password is in it (librdkafka needs it): never log the result."""
+    check_kafka_security(settings)
+    protocol = settings.kafka_security_protocol.upper()
+    found: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "security.protocol": protocol,
+    }
+    if protocol.startswith("SASL_"):
+        found["sasl.mechanism"] = settings.kafka_sasl_mechanism.upper()
+        found["sasl.username"] = settings.kafka_sasl_username
+        found["sasl.password"] = settings.kafka_sasl_password
+    if protocol in ("SSL", "SASL_SSL"):
+        for key, value in (
+            ("ssl.ca.location", settings.kafka_ssl_ca_location),
+            ("ssl.certificate.location", settings.kafka_ssl_certificate_location),
+            ("ssl.key.location", settings.kafka_ssl_key_location),
+            ("ssl.key.password", settings.kafka_ssl_key_password),
+        ):
+            if value:
+                found[key] = value
+    found.update(config)
+    return found
+
+
+def refused_credentials(settings: Settings, error: KafkaError) -> str | None:
+    """The sentence for an error that says Kafka refused our credentials; None for any
+    other error (those pass: Kafka down, a broker restarting)."""
+    if error.code() != KafkaError._AUTHENTICATION:
+        return None
+    if settings.kafka_security_protocol.upper().startswith("SASL_"):
+        who = (
+            f"the credentials of KAFKA_SASL_USERNAME={settings.kafka_sasl_username}"
+            f" ({settings.kafka_sasl_mechanism.upper()})"
+        )
+        fix = "check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+    else:
+        who = f"the connection ({settings.kafka_security_protocol.upper()})"
+        fix = "check KAFKA_SECURITY_PROTOCOL and the KAFKA_SSL_* settings"
+    return f"Kafka at {settings.kafka_bootstrap_servers} refused {who}: {error.str()}; {fix}"
+
+
+class Refusals:
+    """A client's `error_cb`: keeps the sentence of Kafka refusing our credentials
+    (librdkafka retries them forever, and only says so through this callback); any
+    other error goes to `then`, when given."""
+
+    def __init__(self, settings: Settings, then: Callable[[KafkaError], Any] | None = None):
+        self.settings = settings
+        self.then = then
+        self.sentence: str | None = None
+
+    def __call__(self, error: KafkaError) -> None:
+        sentence = refused_credentials(self.settings, error)
+        if sentence is not None:
+            self.sentence = sentence
+        elif self.then is not None:
+            self.then(error)
+
+    def check(self) -> None:
+        """KafkaRefused if Kafka refused our credentials since this client was made."""
+        if self.sentence is not None:
+            raise KafkaRefused(self.sentence)
+
+
 def topic_name(settings: Settings, topic: str) -> str:
     return f"{settings.kafka_topic_prefix}{topic}"
 
@@ -53,7 +128,8 @@ def ensure_topics(settings: Settings, names: list[str], partitions: int) -> None
     its first record; a consumer subscribing before that would see nothing)."""
     if not names:
         return
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    refusals = Refusals(settings)
+    admin = AdminClient(kafka_config(settings, error_cb=refusals))
     limit = {"max.message.bytes": str(max_message_bytes(settings))}
     new = [
         NewTopic(name, num_partitions=partitions, replication_factor=1, config=limit)
@@ -63,9 +139,14 @@ def ensure_topics(settings: Settings, names: list[str], partitions: int) -> None
         try:
             future.result(30)
         except KafkaException as error:
+            refusals.check()
             if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise KafkaUnavailable(f"cannot create topic {name}: {error}") from None
-    wait_for_leaders(admin, names)
+    try:
+        wait_for_leaders(admin, names)
+    except KafkaUnavailable:
+        refusals.check()
+        raise
 
 
 def wait_for_leaders(admin: AdminClient, names: list[str], timeout: float = 30) -> None:
@@ -120,22 +201,27 @@ class EventProducer:
     def __init__(self, settings: Settings, **config: Any) -> None:
         self.settings = settings
         self._failures: list[str] = []
+        # Kafka refusing our credentials fails flush() at once, with the reason.
+        self.refusals = Refusals(settings, config.pop("error_cb", None))
         self._producer = Producer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
-                "acks": "all",
-                # Every producer here flushes when its work is done (a service at the end
-                # of each poll), which sends at once: until then, fill whole batches
-                # (fewer, larger requests; fewer wake-ups of librdkafka's thread).
-                "linger.ms": 100,
-                "enable.idempotence": True,
-                "compression.type": "lz4",
-                "message.max.bytes": max_message_bytes(settings),
-                # A delivery report per message costs a Python call each; flush() waits
-                # for every acknowledgement all the same, and failures are still reported.
-                "delivery.report.only.error": True,
-                **config,
-            }
+            kafka_config(
+                settings,
+                **{
+                    "acks": "all",
+                    # Every producer here flushes when its work is done (a service at the
+                    # end of each poll), which sends at once: until then, fill whole
+                    # batches (fewer, larger requests; fewer wake-ups of librdkafka's thread).
+                    "linger.ms": 100,
+                    "enable.idempotence": True,
+                    "compression.type": "lz4",
+                    "message.max.bytes": max_message_bytes(settings),
+                    # A delivery report per message costs a Python call each; flush() waits
+                    # for every acknowledgement all the same, and failures are still reported.
+                    "delivery.report.only.error": True,
+                    "error_cb": self.refusals,
+                    **config,
+                },
+            )
         )
 
     def send(self, topic: str, key: bytes | None, event: events.Event) -> None:
@@ -161,7 +247,8 @@ class EventProducer:
                 raise KafkaUnavailable(f"cannot produce to topic {name}: {error}") from None
 
     def flush(self, timeout: float = 30.0) -> None:
-        remaining = self._producer.flush(timeout)
+        self.refusals.check()
+        remaining = self._flush(timeout)
         if remaining:
             raise KafkaUnavailable(
                 f"{remaining} message(s) not acknowledged by Kafka within {timeout:g} s"
@@ -169,6 +256,15 @@ class EventProducer:
         if self._failures:
             failures, self._failures = self._failures, []
             raise KafkaUnavailable(f"Kafka refused {len(failures)} message(s): {failures[0]}")
+
+    def _flush(self, timeout: float) -> int:
+        """Flush, a second at a time: Kafka refusing our credentials ends it at once."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+            self.refusals.check()
+            if not remaining or time.monotonic() >= deadline:
+                return remaining
 
     def poll(self) -> None:
         self._producer.poll(0)
@@ -309,29 +405,42 @@ def run_service(
     them: a bad message never blocks a partition. After `max_failures` such
     messages in a row, the service stops with exit status 1 (TooManyFailures).
     """
-    stop = stop or _StopFlag()
+    try:
+        _run_service(settings, config, handle, stop or _StopFlag())
+    except KafkaRefused as error:  # a setting to fix: the last line of the log says which
+        log.error("%s stops: %s", config.name, error)
+        raise SystemExit(1) from None
+
+
+def _run_service(
+    settings: Settings, config: ServiceConfig, handle: Handler, stop: _StopFlag
+) -> None:
     producer = EventProducer(settings)
+    refusals = Refusals(settings)
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": group_name(settings, config.name),
-            # A process killed leaves its group after this long without heartbeats:
-            # its partitions go to its copies, and GET /health names it as down.
-            "session.timeout.ms": SESSION_TIMEOUT_MS,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "max.poll.interval.ms": config.max_poll_interval_ms,
-            "partition.assignment.strategy": "cooperative-sticky",
-            # librdkafka prefetches up to 64 MB by default: a consumer that lags
-            # (the loader behind the transformer) would hold that much. 16 MB is
-            # still many polls ahead.
-            "queued.max.messages.kbytes": 16384,
-            # A subscribed topic not there yet (a connector's) is looked for again this often.
-            "topic.metadata.refresh.interval.ms": 10_000,
-            # One event may be as large as KAFKA_MESSAGE_MAX_BYTES.
-            "fetch.max.bytes": max(52_428_800, max_message_bytes(settings)),
-            **config.consumer,
-        }
+        kafka_config(
+            settings,
+            **{
+                "error_cb": refusals,
+                "group.id": group_name(settings, config.name),
+                # A process killed leaves its group after this long without heartbeats:
+                # its partitions go to its copies, and GET /health names it as down.
+                "session.timeout.ms": SESSION_TIMEOUT_MS,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "max.poll.interval.ms": config.max_poll_interval_ms,
+                "partition.assignment.strategy": "cooperative-sticky",
+                # librdkafka prefetches up to 64 MB by default: a consumer that lags
+                # (the loader behind the transformer) would hold that much. 16 MB is
+                # still many polls ahead.
+                "queued.max.messages.kbytes": 16384,
+                # A subscribed topic not there yet (a connector's) is looked for again this often.
+                "topic.metadata.refresh.interval.ms": 10_000,
+                # One event may be as large as KAFKA_MESSAGE_MAX_BYTES.
+                "fetch.max.bytes": max(52_428_800, max_message_bytes(settings)),
+                **config.consumer,
+            },
+        )
     )
     names = {topic_name(settings, topic): topic for topic in config.topics}
     names.update({topic: topic for topic in config.external_topics})
@@ -341,6 +450,7 @@ def run_service(
     try:
         while not stop.is_set():
             raw = consumer.consume(config.max_batch, config.max_wait)
+            refusals.check()  # Kafka refused our credentials: no use going on
             messages = [
                 _message(names, message) for message in raw if not _is_error(config, message)
             ]
@@ -359,7 +469,10 @@ def run_service(
     finally:
         consumer.close()
         try:
-            producer.flush(10)
+            if refusals.sentence is None:
+                producer.flush(10)
+        except KafkaRefused:
+            pass  # said once, by run_service
         except KafkaUnavailable as error:
             log.warning("%s: %s", config.name, error)
         log.info("%s stopped", config.name)
@@ -420,6 +533,8 @@ class _Loop:
                 return True
             except Interrupted:
                 return False
+            except KafkaRefused:
+                raise  # a setting to fix: run_service stops, saying so
             except TRANSIENT as error:
                 if self.stop.is_set():
                     return False

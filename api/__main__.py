@@ -29,6 +29,9 @@ def main() -> None:
     )
     try:
         settings = Settings.load()
+        from api.auth import check_mode
+
+        check_mode(settings)  # API_AUTH=none off loopback: refused here, in one sentence
         # Wrong settings (a missing mapping file...) end here with one sentence, not in
         # each worker with a trace. The import also warms the modules the workers inherit.
         from river.engine import Engine

@@ -21,12 +21,14 @@ import os
 import threading
 import uuid
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from adapters.kafka import EventProducer, KafkaUnavailable
 from adapters.store import FhirStore, StoreUnavailable, open_store
 from api import batches, fhir_routes
+from api.audit import AUDITED, audit_event
+from api.auth import LOCAL_CALLER, OIDC, PUBLIC, TokenVerifier, check_mode, forbidden, required_role
 from api.fhir import (
     EXCEPTION,
     NOT_FOUND,
@@ -39,10 +41,10 @@ from api.fhir import (
 from api.health import check
 from api.inputs import MAX_BODY, drain_body, oversize_error
 from api.openapi import document
-from api.scrub import install_log_filter
 from api.services import Services, services, warm_up
 from river.engine import Engine
 from river.errors import RiverError, SourceUnavailable
+from river.secrets import install_log_filter
 from river.settings import Settings
 
 log = logging.getLogger("river.api")
@@ -65,6 +67,7 @@ def create_app(
         )
     if settings is None:
         settings = Settings.load()
+    check_mode(settings)  # before anything opens: API_AUTH=none only on loopback
     own_engine = engine is None
     if engine is None:
         engine = Engine.from_settings(settings)
@@ -76,6 +79,7 @@ def create_app(
     app.url_map.strict_slashes = False  # /batches/ and /batches are the same
     river = Services(settings, engine, store, producer)
     app.extensions["river"] = river
+    app.extensions["river_auth"] = TokenVerifier(settings) if settings.api_auth == OIDC else None
     install_log_filter(log, river.secrets)
 
     app.register_blueprint(batches.blueprint)
@@ -84,7 +88,8 @@ def create_app(
     app.add_url_rule("/health/live", "alive", alive, methods=["GET"])
     app.add_url_rule("/openapi.json", "openapi", openapi, methods=["GET"])
     _register_error_handlers(app)
-    app.after_request(_mask_secrets)
+    app.before_request(_authenticate)
+    app.after_request(_audit)  # after_request functions run last registered first
 
     if own_engine:
         threading.Thread(target=warm_up, args=(engine,), name="warm-up", daemon=True).start()
@@ -108,6 +113,63 @@ def alive() -> Response:
 
 def openapi() -> Response:
     return json_response(document())
+
+
+# --- who calls, and the audit trail ----------------------------------------------------
+
+
+def _authenticate() -> None:
+    """The caller's token and roles against the route's (api/auth.py's ROUTE_ROLES)."""
+    role = required_role(request.endpoint, request.view_args)
+    if role is PUBLIC:
+        return
+    verifier: TokenVerifier | None = current_app.extensions["river_auth"]
+    caller = (
+        LOCAL_CALLER if verifier is None else verifier.caller(request.headers.get("Authorization"))
+    )
+    g.caller = caller
+    if not caller.may(role):
+        raise forbidden(caller, role, f"{request.method} {request.path}")
+
+
+def _audit(response: Response) -> Response:
+    """One AuditEvent per audited request (api/audit.py); none lost silently."""
+    endpoint = request.endpoint
+    if endpoint not in AUDITED:
+        return response
+    river = services()
+    event = audit_event(
+        endpoint,
+        caller=g.get("caller"),
+        issuer=river.settings.oidc_issuer,
+        method=request.method,
+        path=request.path,
+        query=request.query_string.decode("utf-8", "replace"),
+        view_args=request.view_args or {},
+        status=response.status_code,
+        batch_id=g.get("batch_id"),
+        client_address=request.remote_addr,
+    )
+    try:
+        river.store.record_audit(event)
+    except Exception as error:  # the store is down, or refuses: the answer is withheld
+        log.error(
+            "%s %s: the audit event could not be kept (%s); the answer is withheld",
+            request.method,
+            request.path,
+            type(error).__name__,
+        )
+        started = g.get("batch_id")
+        done = f" (batch {started} was started)" if started else ""
+        return error_response(
+            ApiError(
+                503,
+                TRANSIENT,
+                f"the audit trail cannot be written now{done}, so the answer is withheld;"
+                " try again later",
+            )
+        )
+    return response
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -170,14 +232,3 @@ def _register_error_handlers(app: Flask) -> None:
                 f"internal error (reference {reference}); the API's log has the details",
             )
         )
-
-
-def _mask_secrets(response: Response) -> Response:
-    """The last line of defence: no answer carries a password (api/scrub.py)."""
-    if g.get("scrubbed") or response.direct_passthrough:
-        return response
-    data = response.get_data()
-    masked = services().secrets.body(data)
-    if masked != data:
-        response.set_data(masked)
-    return response

@@ -96,13 +96,8 @@ def preview() -> Response:
         raise ApiError(502, EXCEPTION, str(error)) from None
     except RiverError as error:  # e.g. the mapping's credential names an unknown database
         raise ApiError(400, INVALID, str(error)) from None
-    # Messages may quote source values or driver errors: mask secrets there, but
-    # never in the instances, which are the user's data, unaltered.
-    for part in ("errors", "warnings"):
-        for item in answer.get(part, []):
-            if isinstance(item.get("message"), str):
-                item["message"] = river.secrets.text(item["message"])
-    g.scrubbed = True
+    # Messages name the attribute and the kind of problem, never a source value
+    # (river/errors.py); the instances are the user's data, returned unaltered.
     return json_response(answer)
 
 
@@ -262,6 +257,7 @@ def _start(
 ) -> str:
     """Record the batch, then produce its events and wait for Kafka's acknowledgement."""
     batch_id = uuid.uuid4().hex
+    g.batch_id = batch_id  # for the audit trail (api/audit.py)
     river.store.create_batch(batch_id, resource_ids, retry_of=retry_of)
     try:
         producer = river.producer()
@@ -309,21 +305,32 @@ def _check_keys(river: Services, resource_id: str, keys: list[Any] | None) -> No
 
 
 def _check_known(river: Services, resource_ids: list[str], field: str) -> None:
+    """Every id names a resource of the mappings. An unknown one is named by its
+    position, never echoed: whatever the caller sent, the answer is the same."""
     unknown = []
-    for resource_id in resource_ids:
+    for n, resource_id in enumerate(resource_ids):
         try:
             river.engine.mappings.resource(resource_id)
         except UnknownResource:
-            unknown.append(resource_id)
+            unknown.append(n)
     if unknown:
         known = river.engine.mappings.resource_ids()
         hint = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "")
+        if field == "resource_id":  # a single id (preview)
+            where, expression = "resource_id is an unknown resource id", field
+        else:
+            positions = ", ".join(f"{field}[{n}]" for n in unknown[:10])
+            more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            where = (
+                f"unknown resource id(s) at {positions}{more}"
+                f" ({len(unknown)} of {len(resource_ids)})"
+            )
+            expression = f"{field}[{unknown[0]}]"
         raise ApiError(
             400,
             NOT_FOUND,
-            f"unknown resource id(s) {', '.join(repr(r) for r in unknown)}; "
-            f"the mappings define: {hint or 'nothing'} (GET /resources lists them)",
-            expression=field,
+            f"{where}; the mappings define: {hint or 'nothing'} (GET /resources lists them)",
+            expression=expression,
         )
 
 

@@ -5,7 +5,7 @@ responses that carry them.
     raise ApiError(400, "required", "resource_ids is missing", expression="resource_ids")
     return fhir_response(searchset(total, resources, base, links))
 
-Every non-2xx answer of the API is an OperationOutcome (DESIGN.md: bad input
+Every non-2xx answer of the API is an OperationOutcome (docs/architecture.md: bad input
 is a 400 with a FHIR OperationOutcome body), so a user's curl shows one
 sentence naming the problem, never an HTML page or a stack trace.
 """
@@ -31,6 +31,10 @@ NOT_SUPPORTED = "not-supported"  # 400/405: a parameter or method the API does n
 NOT_FOUND = "not-found"  # 404, or 400 for unknown resource ids in a body
 CONFLICT = "conflict"  # 409: the batch's state forbids it
 TRANSIENT = "transient"  # 503: Kafka, the store or the source cannot be reached now
+LOGIN = "login"  # 401: no token
+EXPIRED = "expired"  # 401: the token has expired
+SECURITY = "security"  # 401: the token is not one the API trusts
+FORBIDDEN = "forbidden"  # 403: the caller's roles do not allow it
 EXCEPTION = "exception"  # 500 and 502
 
 
@@ -48,6 +52,7 @@ class ApiError(Exception):
         *,
         expression: str | None = None,
         details: Sequence[str] = (),
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(diagnostics)
         self.status = status
@@ -55,6 +60,7 @@ class ApiError(Exception):
         self.diagnostics = diagnostics
         self.expression = expression
         self.details = list(details)
+        self.headers = dict(headers or {})  # e.g. WWW-Authenticate of a 401
 
     def outcome(self) -> dict[str, Any]:
         return operation_outcome(self.code, self.diagnostics, self.expression, self.details)
@@ -92,7 +98,9 @@ def fhir_response(data: Any, status: int = 200) -> Response:
 
 
 def error_response(error: ApiError) -> Response:
-    return fhir_response(error.outcome(), error.status)
+    response = fhir_response(error.outcome(), error.status)
+    response.headers.update(error.headers)
+    return response
 
 
 def searchset(

@@ -15,7 +15,7 @@ import re
 from functools import cache
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
 
 from api.fhir import INVALID, NOT_FOUND, NOT_SUPPORTED, VALUE, ApiError, fhir_response, searchset
 from api.inputs import int_parameter
@@ -49,7 +49,6 @@ def read(resource_type: str, resource_id: str) -> Response:
     resource = services().store.read(resource_type, resource_id)
     if resource is None:
         raise ApiError(404, NOT_FOUND, f"{resource_type}/{resource_id} is not in the store")
-    g.scrubbed = True  # the user's data, returned unaltered
     return fhir_response(resource)
 
 
@@ -97,7 +96,6 @@ def search(resource_type: str) -> Response:
         links.append(("next", link(offset + count)))
     if count > 0 and offset > 0:
         links.append(("previous", link(max(offset - count, 0))))
-    g.scrubbed = True  # the user's data, returned unaltered
     return fhir_response(searchset(total, page, base, links))
 
 

@@ -193,14 +193,18 @@ def _read_body() -> bytes:
 
 
 def _kind(value: Any) -> str:
+    """What the caller sent, by its kind: never echoed, so that no answer tells one
+    string (a password, say) from another."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int | float):
-        return f"the number {value}"
+        return "a number"
     if isinstance(value, str):
-        return f"the string {value[:40]!r}" if value.strip() else "an empty string"
+        if not value.strip():
+            return "an empty string"
+        return f"a string of {len(value)} character{'s' if len(value) > 1 else ''}"
     if isinstance(value, list):
         return "a list" if value else "an empty list"
     if isinstance(value, dict):

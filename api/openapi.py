@@ -583,8 +583,22 @@ DOCUMENT: dict[str, Any] = {
         "OperationOutcome.",
     },
     "paths": PATHS,
-    "components": {"schemas": SCHEMAS},
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "An OpenID Connect access token of OIDC_ISSUER for OIDC_AUDIENCE;"
+                " the role each route needs is api/auth.py's ROUTE_ROLES (README, Security).",
+            }
+        },
+    },
+    # Every route needs a token (API_AUTH=oidc) but the liveness probe.
+    "security": [{"bearer": []}],
 }
+PATHS["/health/live"]["get"]["security"] = []
 
 
 def document() -> dict[str, Any]:

@@ -18,12 +18,12 @@ from confluent_kafka.admin import AdminClient, ClusterMetadata
 from flask import current_app
 
 from adapters.connect import Connect
-from adapters.kafka import EventProducer, KafkaUnavailable
+from adapters.kafka import EventProducer, KafkaUnavailable, Refusals, kafka_config
 from adapters.store import FhirStore
-from api.scrub import Secrets, url_password
 from river.engine import Engine
 from river.errors import RiverError
 from river.live import LiveSource, live_sources
+from river.secrets import Secrets, url_password
 from river.settings import Settings
 
 log = logging.getLogger("river.api")
@@ -45,9 +45,11 @@ class Services:
         self._producer = producer
         self._own_producer = producer is None
         self._admin: AdminClient | None = None
+        self._refusals = Refusals(settings)  # the admin client's: /health names a refusal
         self._live: dict[str, LiveSource] | None = None
         self._connect: Connect | None = None
         self._lock = threading.Lock()
+        # Masked in the API's log lines (river/secrets.py); answers are never rewritten.
         self.secrets = Secrets(_secrets_of(settings, engine))
 
     def live_source(self, batch_id: str) -> LiveSource | None:
@@ -82,10 +84,7 @@ class Services:
         with self._lock:
             if self._admin is None:
                 self._admin = AdminClient(
-                    {
-                        "bootstrap.servers": self.settings.kafka_bootstrap_servers,
-                        "logger": log,
-                    }
+                    kafka_config(self.settings, logger=log, error_cb=self._refusals)
                 )
             return self._admin
 
@@ -114,6 +113,8 @@ class Services:
         try:
             return admin.list_topics(timeout=timeout)
         except KafkaException as error:
+            admin.poll(0)  # serves the error callbacks librdkafka queued meanwhile
+            self._refusals.check()  # KafkaRefused: our credentials, said as such
             raise KafkaUnavailable(
                 f"Kafka at {self.settings.kafka_bootstrap_servers} did not answer within "
                 f"{timeout:g} s: {error.args[0] if error.args else error}"
@@ -156,6 +157,8 @@ def _secrets_of(settings: Settings, engine: Engine) -> list[str | None]:
         url_password(settings.source_db_url),
         url_password(settings.fhir_store_url),
         settings.pyrog_password,
+        settings.kafka_sasl_password,
+        settings.kafka_ssl_key_password,
     ]
     if not settings.source_db_url:
         # The mappings' credentials are in use only when SOURCE_DB_URL does not

@@ -40,7 +40,7 @@ from confluent_kafka import Consumer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from test.conftest import KAFKA, kafka_topics  # noqa: E402
+from test.conftest import kafka_client, kafka_topics  # noqa: E402
 from test.e2e.live import Live, live_pipeline  # noqa: E402
 from test.utils.create_file_stfp import upload, write_patients_csv  # noqa: E402
 
@@ -56,7 +56,7 @@ class LoadWatch:
         self._stop = threading.Event()
         self._consumer = Consumer(
             {
-                "bootstrap.servers": KAFKA,
+                **kafka_client(),
                 "group.id": f"bench-live-{uuid.uuid4().hex}",
                 "auto.offset.reset": "latest",
                 "enable.auto.commit": False,

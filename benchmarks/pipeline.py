@@ -43,8 +43,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.store import open_store  # noqa: E402
-from test.conftest import kafka_topics, postgres_url, scratch_database  # noqa: E402
-from test.e2e.conftest import KAFKA, make_pipeline  # noqa: E402
+from test.conftest import (  # noqa: E402
+    kafka_client,  # noqa: E402
+    kafka_topics,
+    postgres_url,
+    scratch_database,
+)
+from test.e2e.conftest import make_pipeline  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "mappings" / "mimic-example.json"
 RESOURCES = ["example-patient", "example-encounter", "example-condition"]
@@ -191,12 +196,8 @@ def bare_kafka(store_url: str, prefix: str, limit: int) -> tuple[int, float]:
 
 
 def _produce_and_consume(values: list[bytes], topic: str) -> float:
-    producer = Producer(
-        {"bootstrap.servers": KAFKA, "acks": "all", "linger.ms": 5, "compression.type": "lz4"}
-    )
-    consumer = Consumer(
-        {"bootstrap.servers": KAFKA, "group.id": topic, "auto.offset.reset": "earliest"}
-    )
+    producer = Producer(kafka_client(**{"acks": "all", "linger.ms": 5, "compression.type": "lz4"}))
+    consumer = Consumer(kafka_client(**{"group.id": topic, "auto.offset.reset": "earliest"}))
     consumer.subscribe([topic])
     started = time.perf_counter()
     for i, value in enumerate(values):

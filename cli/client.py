@@ -4,7 +4,7 @@
     code = show_status("http://127.0.0.1:3000")               # the latest batches
     code = show_status("http://127.0.0.1:3000", batch_id)      # one batch, per resource
 
-Each function returns the command's exit status (river/cli.py): 0 when it
+Each function returns the command's exit status (cli/main.py): 0 when it
 ran (a completed batch, even with failed instances), 1 when it could not (the
 API refused or cannot be reached, a batch failed or was canceled), 130 when
 interrupted while waiting (the batch goes on). Problems are one sentence on
@@ -32,8 +32,10 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from cli.login import Login, LoginError
 from river.batches import STALLED  # a resource's status: no progress for a while
 from river.errors import RiverError
+from river.settings import Settings
 
 POLL_SECONDS = 0.5
 # How long `--wait` rides out an API that does not answer (restarted, say)
@@ -142,6 +144,7 @@ def show_status(api_url: str, batch_id: str | None = None) -> int:
     console = _stdout()
     try:
         if batch_id is None:
+            _print_health(console, _health(api_url))
             page = _request("GET", api_url, "/batches", params={"limit": 20})
             if not page["items"]:
                 _err("no batch yet: start one with river batch RESOURCE_ID ... --wait")
@@ -170,6 +173,62 @@ def show_status(api_url: str, batch_id: str | None = None) -> int:
 # --- helpers -----------------------------------------------------------------------------
 
 
+def _health(api_url: str) -> dict[str, Any]:
+    """GET /health, whose 503 (something is down) still carries the report."""
+    url = api_url.rstrip("/") + "/health"
+    try:
+        response = requests.get(url, timeout=30, headers=_authorization())
+    except requests.RequestException as error:
+        raise ApiError(
+            f"the API at {api_url} cannot be reached ({type(error).__name__}); "
+            "is it running? (make run starts it)"
+        ) from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code not in (200, 503) or not isinstance(body, dict):
+        raise ApiError(_diagnostics(body) or f"GET /health: HTTP {response.status_code}")
+    return body
+
+
+def _print_health(console: Console, health: dict[str, Any]) -> None:
+    """Each part of the pipeline on one line, as /health reports it (api/health.py)."""
+    table = Table(title=f"health: {health.get('status')}", title_justify="left")
+    for column in ("part", "state", "detail"):
+        table.add_column(column)
+
+    def row(part: str, report: Any, detail: str) -> None:
+        ok = isinstance(report, dict) and report.get("ok")
+        table.add_row(part, "[green]ok[/]" if ok else "[red]down[/]", detail)
+
+    kafka, store = health.get("kafka", {}), health.get("store", {})
+    row("kafka", kafka, f"{kafka.get('brokers', '?')} broker(s)" if kafka.get("ok") else "")
+    row("store", store, str(store.get("backend", "")))
+    mappings = health.get("mappings", {})
+    row("mappings", mappings, f"{mappings.get('resources', '?')} resource(s)")
+    for name, report in (health.get("services") or {}).items():
+        if isinstance(report, dict):  # beside them: "ok", and "error" when unreadable
+            row(f"service {name}", report, f"{report.get('processes', 0)} process(es)")
+    for name, report in (health.get("connectors") or {}).items():
+        if isinstance(report, dict):  # beside them: "ok", and "error" when unreadable
+            tasks = ", ".join(f"task {t['id']} {t['state']}" for t in report.get("tasks", []))
+            row(f"connector {name}", report, f"{report.get('state', '?')}; {tasks}")
+    for name, report in (health.get("replication_slots") or {}).items():
+        if isinstance(report, dict):  # beside them: "ok", and "error" when unreadable
+            detail = f"{'active' if report.get('active') else 'inactive'},"
+            detail += f" {report.get('retained_bytes', 0):,} bytes of WAL retained"
+            row(f"slot {name}", report, detail)
+    for part in ("services", "connectors", "replication_slots"):
+        error = (health.get(part) or {}).get("error")
+        if error:
+            table.add_row(part, "[red]unknown[/]", str(error))
+    console.print(table)
+    for problem in health.get("problems") or []:
+        console.print(f"[red]problem:[/] {problem}", highlight=False)
+    console.print()
+
+
 class _RateColumn(ProgressColumn):
     """Instances per second since the batch started (the `rate` field): steady, and
     shown even for a resource done between two polls (rich's own estimate needs
@@ -180,10 +239,25 @@ class _RateColumn(ProgressColumn):
         return Text(f"{rate:,.0f}/s" if rate else "-/s", style="progress.data.speed")
 
 
+_login: Login | None = None
+
+
+def _authorization() -> dict[str, str]:
+    """The bearer token of `river login` or of RIVER_CLIENT_ID (cli/login.py), if any."""
+    global _login
+    if _login is None:
+        _login = Login(Settings.load())
+    try:
+        token = _login.access_token()
+    except LoginError as error:
+        raise ApiError(str(error)) from None
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def _request(method: str, api_url: str, path: str, **kwargs: Any) -> Any:
     url = api_url.rstrip("/") + path
     try:
-        response = requests.request(method, url, timeout=30, **kwargs)
+        response = requests.request(method, url, timeout=30, headers=_authorization(), **kwargs)
     except requests.RequestException as error:
         raise ApiError(
             f"the API at {api_url} cannot be reached ({type(error).__name__}); "
@@ -194,7 +268,10 @@ def _request(method: str, api_url: str, path: str, **kwargs: Any) -> Any:
     except ValueError:
         body = None
     if response.status_code >= 400:
-        raise ApiError(_diagnostics(body) or f"{method} {path}: HTTP {response.status_code}")
+        message = _diagnostics(body) or f"{method} {path}: HTTP {response.status_code}"
+        if response.status_code == 401:
+            message += " (run `river login`, or set RIVER_CLIENT_ID and RIVER_CLIENT_SECRET)"
+        raise ApiError(message)
     if body is None:
         raise ApiError(f"{method} {path}: the API answered something that is not JSON")
     return body

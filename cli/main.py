@@ -5,6 +5,7 @@
     river batch [RESOURCE_ID ...] [--wait]                 through the running pipeline
     river status [BATCH_ID]
     river connectors push [FILE ...] | river connectors remove NAME
+    river login [--user NAME [--password-stdin]] | river token | river logout
     river check [--mapping PATH]
     river resources [--mapping PATH]
 
@@ -19,6 +20,7 @@ when it could not (invalid mapping, unknown resource, unreachable database),
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 import time
 from collections.abc import Callable
@@ -133,9 +135,70 @@ def _parser() -> argparse.ArgumentParser:
     )
     remove.set_defaults(run=_connectors_remove)
 
+    login = commands.add_parser(
+        "login",
+        help="log in to the API's identity provider (device flow, or --user for a password)",
+    )
+    login.add_argument("--user", metavar="NAME", help="log in with this user's password")
+    login.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin (scripts)"
+    )
+    login.set_defaults(run=_login)
+    token = commands.add_parser(
+        "token", help='print an access token: curl -H "Authorization: Bearer $(river token)"'
+    )
+    token.set_defaults(run=_token)
+    logout = commands.add_parser("logout", help="forget the tokens of `river login`")
+    logout.set_defaults(run=_logout)
+
     command("check", _check, "validate the mappings and list their resources")
     command("resources", _check, "list the resources the mappings define")
     return parser
+
+
+def _login(args: argparse.Namespace) -> int:
+    from cli.login import Login
+
+    login = Login(Settings.load())
+    if args.user:
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass(f"password of {args.user} at {login.provider.issuer}: ")
+        login.with_password(args.user, password)
+        who = args.user
+    else:
+
+        def show(address: str, code: str) -> None:
+            print(f"Open {address} and enter the code {code} (waiting...)", file=sys.stderr)
+
+        login.with_device(show)
+        who = "you"
+    print(f"logged in as {who} at {login.provider.issuer}", file=sys.stderr)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from cli.login import Login
+
+    token = Login(Settings.load()).access_token()
+    if token is None:
+        print(
+            "river: not logged in: run `river login` (or set RIVER_CLIENT_ID and"
+            " RIVER_CLIENT_SECRET)",
+            file=sys.stderr,
+        )
+        return 1
+    print(token)
+    return 0
+
+
+def _logout(args: argparse.Namespace) -> int:
+    from cli.login import Login
+
+    Login(Settings.load()).logout()
+    print("logged out", file=sys.stderr)
+    return 0
 
 
 def _connect_url(args: argparse.Namespace) -> str:
@@ -182,14 +245,14 @@ def _api_url(args: argparse.Namespace) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from river.client import show_status
+    from cli.client import show_status
 
     return show_status(_api_url(args), args.batch_id)
 
 
 def _batch(args: argparse.Namespace) -> int:
     if not (args.mapping or args.output or args.offline):
-        from river.client import start_batch
+        from cli.client import start_batch
 
         return start_batch(
             _api_url(args),

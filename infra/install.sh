@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs and is missing; fast when everything is there.
 #   Debian packages: openssh-server, postgresql, a Java runtime, maven, python3-venv,
-#   docker-compose; the project's venv (.venv, pip install -e '.[dev]');
+#   docker-compose, graphviz (make diagrams); the project's venv (.venv, pip install -e '.[dev]');
 #   Kafka and Connect jars, the Debezium and Camel plugin folders (Maven Central),
 #   all under $STATE_DIR; FerretDB too (built with Go) when asked:
 #     bash infra/install.sh ferretdb     FerretDB alone
@@ -10,6 +10,8 @@ set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 load_settings
+# shellcheck source=infra/keycloak.sh
+source "$ROOT/infra/keycloak.sh"
 need_root "infra/install.sh"
 case "${1:-}" in
 "" | ferretdb) ;;
@@ -57,6 +59,7 @@ debian_packages() {
     command -v docker-compose >/dev/null || missing+=(docker-compose)
     command -v ss >/dev/null || missing+=(iproute2)
     command -v ps >/dev/null || missing+=(procps)
+    command -v dot >/dev/null || missing+=(graphviz)
     if [[ -z ${JAVA:-} ]] && ! command -v java >/dev/null &&
         [[ -z ${JAVA_HOME:-} || ! -x ${JAVA_HOME:-}/bin/java ]]; then
         missing+=(default-jre-headless)
@@ -66,6 +69,55 @@ debian_packages() {
         STEP_RESULT="installed ${missing[*]}"
     else
         STEP_RESULT="all present"
+    fi
+}
+
+# The unprivileged system user the FHIR River services and Kafka Connect run as (no login,
+# no home, no password): what they can write is their logs.
+service_user() {
+    [[ $SERVICE_USER != "$SFTP_USER" ]] ||
+        die "SERVICE_USER and SFTP_USER are both $SFTP_USER: the SFTP account must not be the services' account; set SERVICE_USER to another name, then run make install again."
+    if id -u "$SERVICE_USER" >/dev/null 2>&1; then
+        [[ $(getent passwd "$SERVICE_USER" | cut -d: -f5) = "$SERVICE_GECOS" ]] ||
+            die "SERVICE_USER=$SERVICE_USER is an existing account that the stack did not create: set SERVICE_USER to another name (the services and Kafka Connect run as it), then run make install again."
+        STEP_RESULT="present: $SERVICE_USER (uid $(id -u "$SERVICE_USER"))"
+        return 0
+    fi
+    useradd --system --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin --comment "$SERVICE_GECOS" "$SERVICE_USER" >/dev/null 2>&1 ||
+        die "Could not create the system user $SERVICE_USER with useradd: set SERVICE_USER to a valid new user name, then run make install again."
+    STEP_RESULT="created $SERVICE_USER (uid $(id -u "$SERVICE_USER"))"
+}
+
+# service_access: the service user can run what it runs: the venv's Python and its
+# standard library (pyenv keeps them under /root, mode 700), the checkout. A directory on
+# the way that it cannot cross gets a traverse-only ACL entry for it (it can pass through,
+# not list or read).
+service_access() {
+    local target d granted=() prefix
+    prefix=$("$PY" -c 'import sys; print(sys.base_prefix)')
+    for target in "$(realpath "$PY")" "$prefix/lib" "$ROOT"; do
+        d=""
+        while IFS= read -r part; do
+            [[ -n $part ]] || continue
+            d+="/$part"
+            [[ -d $d ]] || break
+            if ! setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_USER" --init-groups -- test -x "$d"; then
+                command -v setfacl >/dev/null || apt_install acl
+                setfacl -m "u:$SERVICE_USER:x" "$d" ||
+                    die "Could not let $SERVICE_USER cross $d (setfacl), so the services cannot run $PY as it: make $d searchable by $SERVICE_USER, then run make install again."
+                granted+=("$d")
+            fi
+        done < <(tr '/' '\n' <<<"$target")
+    done
+    setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_USER" --init-groups -- \
+        env HOME=/nonexistent "$PY" -c 'import confluent_kafka, psycopg, sqlalchemy' \
+        >"$LOGS/service-access.log" 2>&1 ||
+        die "The system user $SERVICE_USER cannot run the venv's Python $PY (see $LOGS/service-access.log): make it and the checkout $ROOT readable by $SERVICE_USER, then run make install again."
+    if ((${#granted[@]})); then
+        STEP_RESULT="$SERVICE_USER may cross ${granted[*]} (traverse-only ACL)"
+    else
+        STEP_RESULT="$SERVICE_USER runs $PY"
     fi
 }
 
@@ -177,7 +229,8 @@ dep() {
 kafka_jars() {
     local deps a
     deps=$(
-        for a in kafka_2.13 kafka-tools connect-runtime connect-json connect-file connect-transforms; do
+        # No connect-file: its FileStream connectors read and write any file Connect can.
+        for a in kafka_2.13 kafka-tools connect-runtime connect-json connect-transforms; do
             dep org.apache.kafka "$a" "$KAFKA_VERSION"
         done
         dep org.apache.logging.log4j log4j-slf4j-impl "$LOG4J_VERSION"
@@ -215,9 +268,11 @@ camel_plugin() {
 # plugin.discovery=service_load finds only plugins that list themselves in
 # META-INF/services; the Camel connector predates that, so Kafka's own tool writes a
 # manifest jar into its folder (connect-plugin-path sync-manifests; Debezium has its own).
+# The Camel sink connector is then taken out of that manifest: FHIR River uses the source
+# only, and Connect offers no connector it does not use.
 plugin_manifests() {
-    local marker="$PLUGINS/.manifests" sum log="$LOGS/install-manifests.log"
-    sum=$(sha256sum <"$CAMEL_DIR/.installed" | cut -d' ' -f1)
+    local marker="$PLUGINS/.manifests" sum log="$LOGS/install-manifests.log" shim
+    sum=$( (cat "$CAMEL_DIR/.installed" && echo "sources only") | sha256sum | cut -d' ' -f1)
     if [[ -f $marker && $(cat "$marker") = "$sum" ]]; then
         STEP_RESULT="present"
         return 0
@@ -225,6 +280,20 @@ plugin_manifests() {
     "$JAVA_BIN" -cp "$KAFKA_LIB/*" -Dlog4j2.level=warn org.apache.kafka.tools.ConnectPluginPath \
         sync-manifests --plugin-location "$CAMEL_DIR" >"$log" 2>&1 ||
         die "Kafka's connect-plugin-path tool could not write the plugins' manifests (see $log): remove $PLUGINS and run make install again."
+    for shim in "$CAMEL_DIR"/connect-plugin-path-shim-*.jar; do
+        python3 - "$shim" >>"$log" 2>&1 <<'EOF' ||
+import os, sys, zipfile
+jar = sys.argv[1]
+sink = "META-INF/services/org.apache.kafka.connect.sink.SinkConnector"
+with zipfile.ZipFile(jar) as old, zipfile.ZipFile(jar + ".new", "w", zipfile.ZIP_DEFLATED) as new:
+    for item in old.infolist():
+        if item.filename != sink:
+            new.writestr(item, old.read(item))
+os.replace(jar + ".new", jar)
+print("removed", sink, "from", jar)
+EOF
+            die "Could not take the Camel sink connector out of $shim (see $log): remove $PLUGINS and run make install again."
+    done
     printf '%s\n' "$sum" >"$marker"
     STEP_RESULT="manifests written"
 }
@@ -269,12 +338,15 @@ fi
 say "Installing the local stack (state in $STATE_DIR)"
 step "Debian packages" debian_packages
 step "Java" java_check
+step "Service user" service_user
 step "Python venv" venv
+step "Service user's access" service_access
 command -v mvn >/dev/null ||
     die "Maven (mvn) is missing, so the Kafka jars cannot be downloaded: install it (apt-get install maven) and run make install again."
 step "Debezium plugin" debezium_plugin
 step "Camel SFTP/CSV plugin" camel_plugin
 step "Kafka $KAFKA_VERSION jars" kafka_jars
 step "Connect plugin manifests" plugin_manifests
+step "Keycloak $KEYCLOAK_VERSION" keycloak_install
 if want_ferretdb; then step "FerretDB $FERRETDB_VERSION" ferretdb_build; fi
 say "Installed in $(elapsed "$T0")s."

@@ -10,12 +10,14 @@
 #   LOG4J_VERSION JACKSON_JSR310_VERSION   versions downloaded by install.sh
 #   SFTP_CHROOT_LINK        root-owned symlink to the SFTP chroot (default under /srv)
 #   WITH_FERRETDB=1         install.sh and start.sh also build and start FerretDB (MongoDB wire
-#                           protocol, for testing the MongoDB store; STACK.md): only when asked
+#                           protocol, to test the MongoDB store; docs/operations.md): if asked
 #   FERRETDB_VERSION FERRETDB_DEBUG_PORT   FerretDB's version and its debug/readiness HTTP port
 #   GO                      the go binary that builds FerretDB (default: go on PATH, else
 #                           /usr/local/go/bin/go)
 #   SERVICE_START_TIMEOUT   seconds start.sh waits for each FHIR River service to be ready
 #                           (default 30); one that exits meanwhile fails make start
+#   SERVICE_USER            the unprivileged system user the FHIR River services and Kafka
+#                           Connect run as (default fhir-river; made by install.sh)
 
 # shellcheck disable=SC2034  # variables set here are used by the scripts that source this file
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -75,6 +77,10 @@ load_settings() {
     : "${SFTP_PORT:=2222}" "${SFTP_USER:=river}" "${SFTP_PASSWORD:=river}"
     : "${KAFKA_TOPIC_PREFIX:=}" "${KAFKA_TOPIC_PARTITIONS:=3}" "${API_PORT:=3000}"
     : "${KAFKA_MESSAGE_MAX_BYTES:=16777216}"
+    # Kafka security: the SASL/SCRAM listener beside the PLAINTEXT one, and what the
+    # services and Connect use (KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT: that listener).
+    : "${KAFKA_SASL_PORT:=9094}" "${KAFKA_SECURITY_PROTOCOL:=PLAINTEXT}"
+    : "${KAFKA_SASL_MECHANISM:=SCRAM-SHA-512}" "${SERVICE_USER:=fhir-river}"
     : "${KAFKA_VERSION:=4.3.1}" "${DEBEZIUM_VERSION:=3.7.0.Final}"
     : "${CAMEL_KAFKA_CONNECTOR_VERSION:=0.11.0}" "${CAMEL_VERSION:=3.11.1}"
     : "${LOG4J_VERSION:=2.25.4}" "${JACKSON_JSR310_VERSION:=2.21.2}"
@@ -86,7 +92,7 @@ load_settings() {
     export STATE_DIR KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_CONNECT_PORT POSTGRES_PORT \
         POSTGRES_USER POSTGRES_PASSWORD SOURCE_DB_NAME FHIRSTORE_DB_NAME SFTP_PORT SFTP_USER \
         SFTP_PASSWORD KAFKA_TOPIC_PREFIX KAFKA_TOPIC_PARTITIONS API_PORT FERRETDB_PORT \
-        KAFKA_MESSAGE_MAX_BYTES
+        KAFKA_MESSAGE_MAX_BYTES KAFKA_SASL_PORT
     # The broker and its topics accept the largest event plus room for a record
     # batch's headers (adapters/kafka.py, FRAMING).
     KAFKA_BROKER_MAX_BYTES=$((KAFKA_MESSAGE_MAX_BYTES + 65536))
@@ -96,6 +102,10 @@ load_settings() {
     PIDS="$STATE_DIR/pids"
     KAFKA_HOME="$STATE_DIR/kafka"
     KAFKA_LIB="$KAFKA_HOME/lib"
+    # The SCRAM user of the SASL listener (made at every start) and its password, generated
+    # once into this file (mode 600), never printed.
+    KAFKA_SCRAM_USER=${KAFKA_SASL_USERNAME:-fhir-river}
+    KAFKA_SASL_PASSWORD_FILE="$KAFKA_HOME/sasl/$KAFKA_SCRAM_USER.password"
     PLUGINS="$STATE_DIR/connect-plugins"
     DEBEZIUM_DIR="$PLUGINS/debezium-connector-postgres"
     CAMEL_DIR="$PLUGINS/camel-kafka-connector"
@@ -306,6 +316,58 @@ find_go() {
 # The four FHIR River services: started by start.sh only once python -m <name> exists.
 SERVICES=(api extractor transformer loader)
 
+# --- least privilege: the services' and Connect's system user ------------------------------
+# service_user_check: stops with one sentence unless SERVICE_USER exists (install.sh makes it).
+SERVICE_GECOS="FHIR River local stack services"
+service_user_check() {
+    id -u "$SERVICE_USER" >/dev/null 2>&1 ||
+        die "The system user $SERVICE_USER (SERVICE_USER), which the FHIR River services and Kafka Connect run as, does not exist: run make install (it creates it), then run this again."
+    [[ $SERVICE_USER != "$SFTP_USER" ]] ||
+        die "SERVICE_USER and SFTP_USER are both $SFTP_USER: the SFTP account must not be the services' account; set SERVICE_USER to another name, then run make install and this again."
+}
+
+# as_service: sets AS_SERVICE to the command prefix that runs a command as SERVICE_USER,
+# without root's capabilities, unable to gain privileges (no-new-privs), with the
+# environment start.sh gives it: `spawn PART LOG "${AS_SERVICE[@]}" CMD...`. Each part of
+# the prefix execs the next, so the pid spawn records is the command's.
+as_service() {
+    AS_SERVICE=(setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_USER" --init-groups
+        --no-new-privs --inh-caps=-all -- env HOME=/nonexistent USER="$SERVICE_USER"
+        LOGNAME="$SERVICE_USER")
+}
+
+# service_log FILE...: log files a service-user process writes, made and owned by it; the
+# logs folder takes files of anyone, each deletable only by its owner (mode 1775), so
+# that Connect's log rolls over.
+service_log() {
+    local f
+    chgrp "$SERVICE_USER" "$LOGS" && chmod 1775 "$LOGS"
+    for f in "$@"; do
+        touch "$f"
+        chown "$SERVICE_USER:$SERVICE_USER" "$f"
+        chmod 640 "$f"
+    done
+}
+
+# kafka_clients: sets KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
+# KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD for the stack's own Kafka clients (the
+# services, Connect) when KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT: the SASL listener, the
+# stack's SCRAM user and its password. Call it from a function that made these variables
+# local (local -x NAME="$NAME"), so that only what that function starts gets them.
+kafka_clients() {
+    KAFKA_SECURITY_PROTOCOL=${KAFKA_SECURITY_PROTOCOL^^}
+    [[ $KAFKA_SECURITY_PROTOCOL = SASL_PLAINTEXT ]] || return 0
+    KAFKA_SASL_MECHANISM=${KAFKA_SASL_MECHANISM^^}
+    case $KAFKA_BOOTSTRAP_SERVERS in
+    "" | "127.0.0.1:$KAFKA_PORT" | "localhost:$KAFKA_PORT") KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_SASL_PORT" ;;
+    esac
+    KAFKA_SASL_USERNAME=$KAFKA_SCRAM_USER
+    if [[ -z ${KAFKA_SASL_PASSWORD:-} ]]; then
+        KAFKA_SASL_PASSWORD=$(cat "$KAFKA_SASL_PASSWORD_FILE" 2>/dev/null) ||
+            die "$KAFKA_SASL_PASSWORD_FILE is missing, so the services cannot log in to Kafka's SASL listener: run make stop and make start (start makes it)."
+    fi
+}
+
 # --- the FHIR River services ---------------------------------------------------------------
 # A service started by start.sh keeps its pid file until stop.sh removes it, so a pid file
 # whose process is gone means the service exited: start.sh and status.sh say so, with the
@@ -362,6 +424,15 @@ services_start() {
     local s names=("$@") waiting=() still label listed
     local timeout=${SERVICE_START_TIMEOUT:-30} slow result
     local -A state=() offset=()
+    # Only the services get the stack's Kafka credentials (KAFKA_SECURITY_PROTOCOL=SASL_*).
+    local -x KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-}"
+    local -x KAFKA_SECURITY_PROTOCOL="${KAFKA_SECURITY_PROTOCOL:-PLAINTEXT}"
+    local -x KAFKA_SASL_MECHANISM="${KAFKA_SASL_MECHANISM:-}"
+    local -x KAFKA_SASL_USERNAME="${KAFKA_SASL_USERNAME:-}"
+    local -x KAFKA_SASL_PASSWORD="${KAFKA_SASL_PASSWORD:-}"
+    service_user_check
+    as_service
+    kafka_clients
     slow="not ready after ${timeout}s (see the logs)"
     SERVICES_EXITED=()
     ((${#names[@]})) || names=("${SERVICES[@]}")
@@ -372,7 +443,8 @@ services_start() {
             state[$s]=running
         else
             offset[$s]=$(stat -c %s "$LOGS/$s.log" 2>/dev/null || echo 0)
-            spawn "$s" "$LOGS/$s.log" "$PY" -m "$s"
+            service_log "$LOGS/$s.log"
+            spawn "$s" "$LOGS/$s.log" "${AS_SERVICE[@]}" "$PY" -m "$s"
             waiting+=("$s")
         fi
     done

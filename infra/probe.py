@@ -4,6 +4,8 @@
     probe.py topics  --bootstrap HOST:PORT --partitions N NAME...
     probe.py http    --url URL --timeout S [--pid PID]
     probe.py cluster-id
+    probe.py scram-user --bootstrap HOST:PORT --sasl-bootstrap HOST:PORT --user NAME
+                        --password-file FILE [--timeout S]
 
 Exit 0 when ready/done; 1 on timeout or failure (one sentence on stderr); 2 when the
 watched process (--pid) died while waiting.
@@ -133,6 +135,68 @@ def cluster_id() -> int:
             return 0
 
 
+def scram_user(
+    bootstrap: str, sasl_bootstrap: str, user: str, password_file: str, timeout: float
+) -> int:
+    """Gives the SCRAM-SHA-512 user `user` the password in `password_file` (made by
+    start.sh, never on a command line), through the PLAINTEXT listener, then waits until
+    the SASL listener accepts it (KRaft spreads credentials through its metadata log)."""
+    from confluent_kafka.admin import (
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    with open(password_file, encoding="utf-8") as f:
+        password = f.read().strip()
+    admin = _admin(bootstrap)
+    upsert = UserScramCredentialUpsertion(
+        user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), password.encode()
+    )
+    try:
+        for future in admin.alter_user_scram_credentials([upsert], request_timeout=15).values():
+            future.result(20)
+    except Exception as exc:  # noqa: BLE001 - said in one sentence
+        print(f"Could not set the SCRAM-SHA-512 credential of {user}: {exc}.", file=sys.stderr)
+        return 1
+    refused: list[str] = []
+
+    def error_cb(error) -> None:
+        refused.append(error.str())
+
+    from confluent_kafka.admin import AdminClient
+
+    client = AdminClient(
+        {
+            "bootstrap.servers": sasl_bootstrap,
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": user,
+            "sasl.password": password,
+            "reconnect.backoff.max.ms": 250,
+            "error_cb": error_cb,
+            "log_level": 0,
+            "logger": _quiet_logger(),
+        }
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if client.list_topics(timeout=1).brokers:
+                print(f"user {user} (SCRAM-SHA-512) on {sasl_bootstrap}")
+                return 0
+        except Exception:  # noqa: BLE001 - not ready yet
+            pass
+        time.sleep(0.2)
+    said = f": {refused[-1]}" if refused else ""
+    print(
+        f"Kafka's SASL listener {sasl_bootstrap} did not accept user {user} within"
+        f" {timeout:.0f} s{said}.",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +213,12 @@ def main() -> int:
     http.add_argument("--timeout", type=float, default=90)
     http.add_argument("--pid", type=int)
     sub.add_parser("cluster-id")
+    scram = sub.add_parser("scram-user")
+    scram.add_argument("--bootstrap", required=True)
+    scram.add_argument("--sasl-bootstrap", required=True)
+    scram.add_argument("--user", required=True)
+    scram.add_argument("--password-file", required=True)
+    scram.add_argument("--timeout", type=float, default=30)
     args = parser.parse_args()
     if args.command == "kafka":
         return wait_kafka(args.bootstrap, args.timeout, args.pid)
@@ -156,6 +226,10 @@ def main() -> int:
         return ensure_topics(args.bootstrap, args.partitions, args.names)
     if args.command == "http":
         return wait_http(args.url, args.timeout, args.pid)
+    if args.command == "scram-user":
+        return scram_user(
+            args.bootstrap, args.sasl_bootstrap, args.user, args.password_file, args.timeout
+        )
     return cluster_id()
 
 

@@ -26,8 +26,22 @@ wait_for_api() {
     die "the api does not answer on $API: see $STATE_DIR/logs/api.log, then run make run again."
 }
 
+# The API checks tokens (API_AUTH=oidc): log in as the local stack's development
+# operator, so that `river` and the curl commands below carry a token (river token).
+login() {
+    if [[ ${API_AUTH:-oidc} != oidc ]]; then
+        STEP_RESULT="API_AUTH=$API_AUTH: no token needed"
+        return
+    fi
+    printf 'operator-password\n' | "$ROOT/.venv/bin/river" login --user operator --password-stdin \
+        >"$STATE_DIR/logs/login.log" 2>&1 ||
+        die "logging in as the development user operator failed: see $STATE_DIR/logs/login.log and $STATE_DIR/logs/keycloak.log."
+    STEP_RESULT="as operator (development user) at $OIDC_ISSUER; river token prints a token"
+}
+
 step "Example data" example_data
 step "API" wait_for_api
+step "Log in" login
 say "Batch over the example mapping (examples/mappings/mimic-example.json):"
 "$ROOT/.venv/bin/river" batch example-patient example-encounter example-condition --wait ||
     die "the example batch did not complete: see river status and $STATE_DIR/logs/."
@@ -37,23 +51,24 @@ say "Live sources (LIVE_SOURCES of .env.example): the extractor follows both con
 "$ROOT/.venv/bin/river" connectors push ||
     die "the connectors do not run: see river connectors push's message and $STATE_DIR/logs/connect.log."
 
-id=$(curl -fsS "$API/fhir/Patient?_count=1" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["entry"][0]["resource"]["id"])')
+id=$(curl -fsS -H "Authorization: Bearer $("$ROOT/.venv/bin/river" token)" "$API/fhir/Patient?_count=1" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["entry"][0]["resource"]["id"])')
 say ""
 say "Done in $(elapsed "$T0")s. The stack:"
 bash "$ROOT/infra/status.sh" --where
 cat <<TEXT
 
-Read the FHIR resources back:
-  curl -s $API/batches
-  curl -s '$API/fhir/Patient?_count=2'
-  curl -s $API/fhir/Patient/$id
-  curl -s -XPOST $API/preview -H 'Content-Type: application/json' \\
+Read the FHIR resources back (logged in as operator; river login logs in as you):
+  auth="Authorization: Bearer \$(.venv/bin/river token)"    # valid 5 minutes: run it again after
+  curl -s -H "\$auth" $API/batches
+  curl -s -H "\$auth" '$API/fhir/Patient?_count=2'
+  curl -s -H "\$auth" $API/fhir/Patient/$id
+  curl -s -H "\$auth" -XPOST $API/preview -H 'Content-Type: application/json' \\
        -d '{"resource_id": "example-patient", "primary_key_values": [1000000]}'
 
 Live: change the source, and the store follows within a second:
   .venv/bin/python test/utils/create_records_db.py --patients 3   # new patients, admissions
   .venv/bin/python test/utils/create_file_stfp.py --patients 3    # a patients.csv over SFTP
-  curl -s $API/batches/live-fhir-river-mimic-cdc                  # what the live path did
-  curl -s $API/batches/live-fhir-river-mimic-sftp-csv
+  curl -s -H "\$auth" $API/batches/live-fhir-river-mimic-cdc       # what the live path did
+  curl -s -H "\$auth" $API/batches/live-fhir-river-mimic-sftp-csv
 Stop everything with: make stop
 TEXT

@@ -9,11 +9,13 @@ set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 load_settings
+# shellcheck source=infra/keycloak.sh
+source "$ROOT/infra/keycloak.sh"
 
 T0=$(now)
 
 # --- FerretDB (only when asked) ------------------------------------------------------------
-# SQLite handler, files in $FERRETDB_DATA (STACK.md: it deadlocks less than its PostgreSQL
+# SQLite handler, files in $FERRETDB_DATA (docs/operations.md: it deadlocks less than its PostgreSQL
 # handler, and keeps the store's PostgreSQL out of it). Readiness: its debug HTTP port.
 ferretdb_preflight() { # after the ports were checked to be numbers and distinct
     ferretdb_built ||
@@ -61,7 +63,7 @@ if [[ ${1:-} != ferretdb ]]; then
     PORT_OF=(
         [POSTGRES_PORT]=$POSTGRES_PORT [KAFKA_PORT]=$KAFKA_PORT
         [KAFKA_CONTROLLER_PORT]=$KAFKA_CONTROLLER_PORT [KAFKA_CONNECT_PORT]=$KAFKA_CONNECT_PORT
-        [SFTP_PORT]=$SFTP_PORT
+        [SFTP_PORT]=$SFTP_PORT [KAFKA_SASL_PORT]=$KAFKA_SASL_PORT
     )
 fi
 if [[ ${1:-} = ferretdb ]] || want_ferretdb; then
@@ -92,6 +94,7 @@ fi
 if [[ -z $(running kafka "$KAFKA_PORT") ]]; then
     check_port_free "$KAFKA_PORT" KAFKA_PORT Kafka
     check_port_free "$KAFKA_CONTROLLER_PORT" KAFKA_CONTROLLER_PORT "Kafka's controller"
+    check_port_free "$KAFKA_SASL_PORT" KAFKA_SASL_PORT "Kafka's SASL/SCRAM listener"
 fi
 [[ -n $(running connect "$KAFKA_CONNECT_PORT") ]] ||
     check_port_free "$KAFKA_CONNECT_PORT" KAFKA_CONNECT_PORT "Kafka Connect"
@@ -104,9 +107,20 @@ PG_BIN=$(pg_bin_dir) || die "PostgreSQL's server is not installed: run make inst
 [[ -x /usr/sbin/sshd ]] || die "OpenSSH's server is not installed: run make install (it installs Debian's openssh-server), then make start."
 [[ -x $PY ]] || die "The Python venv $VENV is missing: run make install, then make start."
 if want_ferretdb; then ferretdb_preflight; fi
+keycloak_preflight
 for d in "$KAFKA_LIB" "$DEBEZIUM_DIR" "$CAMEL_DIR"; do
     [[ -f $d/.installed ]] || die "$d is not installed: run make install (it downloads the Kafka and Connect jars into $STATE_DIR), then make start."
 done
+# The stack's Kafka offers PLAINTEXT and SASL_PLAINTEXT (SCRAM-SHA-512): its clients use one.
+case ${KAFKA_SECURITY_PROTOCOL^^} in
+PLAINTEXT) ;;
+SASL_PLAINTEXT)
+    [[ ${KAFKA_SASL_MECHANISM^^} = SCRAM-SHA-512 ]] ||
+        die "KAFKA_SASL_MECHANISM=$KAFKA_SASL_MECHANISM: the local stack's SASL listener takes SCRAM-SHA-512 only; set KAFKA_SASL_MECHANISM=SCRAM-SHA-512 in .env, then make start again."
+    ;;
+*) die "KAFKA_SECURITY_PROTOCOL=$KAFKA_SECURITY_PROTOCOL: the local stack's Kafka offers PLAINTEXT (port $KAFKA_PORT) and SASL_PLAINTEXT (SCRAM-SHA-512, port $KAFKA_SASL_PORT) only; set one of them in .env, then make start again." ;;
+esac
+service_user_check
 
 mkdir -p "$LOGS" "$PIDS"
 say "Starting the local stack (state in $STATE_DIR, logs in $LOGS)"
@@ -228,11 +242,14 @@ kafka_start() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+# SASL/SCRAM beside PLAINTEXT: its users live in the metadata log (start.sh adds one).
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 log.dirs=$KAFKA_HOME/data
 num.partitions=$KAFKA_TOPIC_PARTITIONS
 offsets.topic.replication.factor=1
@@ -274,16 +291,68 @@ topics_create() {
         die "Could not create the topics $(topics) on 127.0.0.1:$KAFKA_PORT (see $LOGS/kafka.log): check that Kafka runs (make status), then run make start again."
 }
 
+# The SCRAM user of the SASL listener: its password generated once into the state folder
+# (mode 600, never printed, never on a command line), given to Kafka at every start.
+kafka_scram() {
+    local dir note=""
+    dir=$(dirname "$KAFKA_SASL_PASSWORD_FILE")
+    mkdir -p "$dir"
+    chmod 700 "$dir"
+    if [[ ! -s $KAFKA_SASL_PASSWORD_FILE ]]; then
+        (umask 077 && "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))' \
+            >"$KAFKA_SASL_PASSWORD_FILE.tmp") &&
+            mv "$KAFKA_SASL_PASSWORD_FILE.tmp" "$KAFKA_SASL_PASSWORD_FILE" ||
+            die "Could not write $KAFKA_SASL_PASSWORD_FILE: check that $dir is writable, then run make start again."
+        note="password generated, "
+    fi
+    chmod 600 "$KAFKA_SASL_PASSWORD_FILE"
+    "$PY" "$ROOT/infra/probe.py" scram-user --bootstrap "127.0.0.1:$KAFKA_PORT" \
+        --sasl-bootstrap "127.0.0.1:$KAFKA_SASL_PORT" --user "$KAFKA_SCRAM_USER" \
+        --password-file "$KAFKA_SASL_PASSWORD_FILE" >/dev/null ||
+        die "Could not give Kafka's SASL listener (127.0.0.1:$KAFKA_SASL_PORT) its SCRAM user $KAFKA_SCRAM_USER (see $LOGS/kafka.log): run make stop and make start again."
+    STEP_RESULT="${note}user $KAFKA_SCRAM_USER, SCRAM-SHA-512 on 127.0.0.1:$KAFKA_SASL_PORT"
+}
+
 # --- Kafka Connect -------------------------------------------------------------------------
+# connect_kafka_properties: the worker's Kafka client settings (its own, its connectors'
+# producers and consumers, its admin client): the SASL listener and the stack's SCRAM user
+# when KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT (the password from Connect's environment,
+# never in the file), else the PLAINTEXT listener.
+connect_kafka_properties() {
+    local prefix
+    if [[ $KAFKA_SECURITY_PROTOCOL != SASL_PLAINTEXT ]]; then
+        printf 'bootstrap.servers=127.0.0.1:%s\n' "$KAFKA_PORT"
+        return 0
+    fi
+    printf 'bootstrap.servers=127.0.0.1:%s\n' "$KAFKA_SASL_PORT"
+    for prefix in "" producer. consumer. admin.; do
+        printf '%ssecurity.protocol=SASL_PLAINTEXT\n' "$prefix"
+        printf '%ssasl.mechanism=SCRAM-SHA-512\n' "$prefix"
+        # shellcheck disable=SC2016  # ${env:...} is Connect's, not the shell's
+        printf '%ssasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="%s" password="${env:KAFKA_SASL_PASSWORD}";\n' \
+            "$prefix" "$KAFKA_SCRAM_USER"
+    done
+}
+
 connect_start() {
-    local pid note="" props="$KAFKA_HOME/connect-distributed.properties" log="$LOGS/connect.log"
+    local pid note="" props="$KAFKA_HOME/connect-distributed.properties" log="$LOGS/connect.log" rolled
+    # Connect gets the stack's Kafka credentials (KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT).
+    local -x KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-}"
+    local -x KAFKA_SECURITY_PROTOCOL="${KAFKA_SECURITY_PROTOCOL:-PLAINTEXT}"
+    local -x KAFKA_SASL_MECHANISM="${KAFKA_SASL_MECHANISM:-}"
+    local -x KAFKA_SASL_USERNAME="${KAFKA_SASL_USERNAME:-}"
+    local -x KAFKA_SASL_PASSWORD="${KAFKA_SASL_PASSWORD:-}"
     pid=$(running connect "$KAFKA_CONNECT_PORT")
     if [[ -n $pid ]]; then
         note="reused (pid $pid)"
     else
-        cat >"$props" <<EOF
-# Written by infra/start.sh at every start. Connect keeps its state in these topics.
-bootstrap.servers=127.0.0.1:$KAFKA_PORT
+        kafka_clients
+        as_service
+        {
+            echo "# Written by infra/start.sh at every start. Connect keeps its state in these topics."
+            connect_kafka_properties
+        } >"$props"
+        cat >>"$props" <<EOF
 group.id=${KAFKA_TOPIC_PREFIX}fhir-river-connect
 listeners=http://127.0.0.1:$KAFKA_CONNECT_PORT
 rest.advertised.host.name=127.0.0.1
@@ -320,7 +389,13 @@ EOF
         # Where Connect reaches the sources: ${env:POSTGRES_HOST}, ${env:SFTP_HOST} in
         # kafka_connect_connectors/sources (the other variables are exported by load_settings).
         export POSTGRES_HOST="${POSTGRES_HOST:-127.0.0.1}" SFTP_HOST="${SFTP_HOST:-127.0.0.1}"
-        spawn connect "$LOGS/connect.out" "$JAVA_BIN" -Xms256m -Xmx768m \
+        # Connect runs as SERVICE_USER: it writes its logs, nothing else (its state is in
+        # its topics); it reads its properties, the Kafka jars and the plugins.
+        service_log "$LOGS/connect.out" "$log"
+        for rolled in "$log".{1,2,3}; do
+            [[ ! -e $rolled ]] || chown "$SERVICE_USER:$SERVICE_USER" "$rolled"
+        done
+        spawn connect "$LOGS/connect.out" "${AS_SERVICE[@]}" "$JAVA_BIN" -Xms256m -Xmx768m \
             -Dlog4j2.configurationFile="$KAFKA_HOME/connect-log4j2.xml" -Dkafka.logs.dir="$LOGS" \
             -cp "$KAFKA_LIB/*" org.apache.kafka.connect.cli.ConnectDistributed "$props"
         pid=$(cat "$PIDS/connect.pid")
@@ -390,14 +465,24 @@ KbdInteractiveAuthentication no
 PermitRootLogin no
 AllowUsers $SFTP_USER
 PrintMotd no
+# SFTP only: no shell, command, tty, forwarding of any kind (TCP, X11, agent, unix
+# sockets, tunnels), no user rc or environment.
+DisableForwarding yes
 AllowTcpForwarding no
+AllowStreamLocalForwarding no
 AllowAgentForwarding no
 X11Forwarding no
+PermitTunnel no
+GatewayPorts no
 PermitTTY no
+PermitUserRC no
+PermitUserEnvironment no
 Subsystem sftp internal-sftp
 Match User $SFTP_USER
     ChrootDirectory $SFTP_CHROOT_LINK
     ForceCommand internal-sftp
+    DisableForwarding yes
+    PermitTTY no
 EOF
     /usr/sbin/sshd -t -f "$cfg" >"$LOGS/sshd-check.log" 2>&1 ||
         die "sshd refused its configuration $cfg (see $LOGS/sshd-check.log): fix what it says, then run make start again."
@@ -415,8 +500,10 @@ EOF
 step "PostgreSQL" postgres_start
 step "Kafka (KRaft)" kafka_start
 step "Topics" topics_create
+step "Kafka SASL/SCRAM user" kafka_scram
 step "Kafka Connect" connect_start
 step "SFTP (OpenSSH)" sftp_start
+step "Keycloak (OpenID Connect)" keycloak_start
 if want_ferretdb; then step "FerretDB $FERRETDB_VERSION" ferretdb_start; fi
 # api, extractor, transformer, loader (services_start, infra/lib.sh): one that exits at
 # start stops make start, with the last line of its log.

@@ -7,6 +7,8 @@ set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 load_settings
+# shellcheck source=infra/keycloak.sh
+source "$ROOT/infra/keycloak.sh"
 
 where=""
 [[ ${1:-} = --where ]] && where=1
@@ -32,9 +34,12 @@ service_line() { # service_line NAME ADDRESS: a service, or the service that exi
 
 line postgres "$POSTGRES_PORT" "127.0.0.1:$POSTGRES_PORT" \
     "databases $SOURCE_DB_NAME, $FHIRSTORE_DB_NAME (user $POSTGRES_USER)"
-line kafka "$KAFKA_PORT" "127.0.0.1:$KAFKA_PORT" "topics: $(topics)"
+line kafka "$KAFKA_PORT" "127.0.0.1:$KAFKA_PORT" \
+    "topics: $(topics); SASL/SCRAM (user $KAFKA_SCRAM_USER) on 127.0.0.1:$KAFKA_SASL_PORT"
 line connect "$KAFKA_CONNECT_PORT" "http://127.0.0.1:$KAFKA_CONNECT_PORT" "GET /connector-plugins"
 line sshd "$SFTP_PORT" "sftp://$SFTP_USER@127.0.0.1:$SFTP_PORT" "upload/data, upload/error, upload/finished"
+line keycloak "$KEYCLOAK_PORT" "$KEYCLOAK_URL" \
+    "realm fhir-river; development users reader, operator, admin (password <user>-password)"
 if [[ -n $(running ferretdb "$FERRETDB_PORT") ]] || want_ferretdb; then
     line ferretdb "$FERRETDB_PORT" "mongodb://127.0.0.1:$FERRETDB_PORT" \
         "FerretDB v$FERRETDB_VERSION (SQLite in $FERRETDB_DATA; debug http://127.0.0.1:$FERRETDB_DEBUG_PORT/debug)"

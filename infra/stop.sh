@@ -6,6 +6,8 @@ set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 load_settings
+# shellcheck source=infra/keycloak.sh
+source "$ROOT/infra/keycloak.sh"
 
 case "${1:-}" in
 "" | ferretdb) ;;
@@ -75,6 +77,7 @@ for s in loader transformer extractor api; do
     [[ -f $PIDS/$s.pid || -f $ROOT/$s/__main__.py ]] && step "$s" stop_part "$s" "$port" 20
 done
 step "FerretDB" stop_part ferretdb "$FERRETDB_PORT" 10
+step "Keycloak" stop_part keycloak "$KEYCLOAK_PORT" 20
 step "Kafka Connect" stop_part connect "$KAFKA_CONNECT_PORT" 30
 step "Kafka" stop_part kafka "$KAFKA_PORT" 30
 step "SFTP (OpenSSH)" stop_part sshd "$SFTP_PORT" 10

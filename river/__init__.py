@@ -8,7 +8,7 @@
   `river.concept_maps`; `river.identity` ids and tags.
 - `river.validation`: FHIR R4 validity, required bindings included.
 - `river.engine`: all of the above wired together, as preview, batch and the
-  services use it; `river.cli` the `river` command.
+  services use it. The `river` command is the `cli` package, beside it.
 """
 
 from river.errors import InstanceError, InvalidMapping, RiverError, SourceError, UnknownResource

@@ -3,7 +3,7 @@
 Both FHIR store backends keep the same counters; this module decides the
 status from them, so that the rule lives in one place.
 
-Counters per (batch, resource), all exact under replays (DESIGN.md, Guarantees):
+Counters per (batch, resource), all exact under replays (docs/architecture.md, Guarantees):
 - expected: instances the resource has after filters, set before the first event;
 - extracted: instances extracted so far (set, not added, by the extractor);
 - transformed: instances that reached the loader transformed;

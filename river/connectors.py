@@ -12,34 +12,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from river.errors import RiverError
+from river.secrets import is_placeholder, is_secret_key
 
 SOURCES_FOLDER = Path("kafka_connect_connectors") / "sources"
-
-# Keys whose values are secrets (Connect's and the connectors' naming habits).
-_SECRET_KEY = re.compile(
-    r"password|passwd|passphrase|pwd|secret|token|credential|api[._-]?key",
-    re.IGNORECASE,
-)
-_PLACEHOLDER = re.compile(r"^\$\{[A-Za-z0-9_.-]+:[^}]*\}$|^RAW\(\$\{[A-Za-z0-9_.-]+:[^}]*\}\)$")
 
 
 class ConnectorError(RiverError):
     """Connect refused a request or cannot be reached, or a connector file is unusable."""
-
-
-def is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEY.search(key))
-
-
-def is_placeholder(value: Any) -> bool:
-    """`${provider:...}` (or Camel's RAW(${...})): resolved by Connect, safe to show."""
-    return isinstance(value, str) and bool(_PLACEHOLDER.match(value.strip()))
 
 
 # --- connector files -------------------------------------------------------------------------

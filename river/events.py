@@ -1,4 +1,4 @@
-"""The events that flow between the services (DESIGN.md, Events), as plain data.
+"""The events that flow between the services (docs/architecture.md), as plain data.
 
     value = encode(TransformEvent(batch_id, resource_id, resource))
     event = decode("transform", value)      # raises BadEvent, naming what is wrong

@@ -1,4 +1,4 @@
-"""FHIR ids and the tags that say where a resource comes from (MAPPING.md, Identity).
+"""FHIR ids and the tags that say where a resource comes from (docs/mapping.md).
 
 One rule, used by the transformer (a resource's own id), by logical references
 (the id of the resource pointed at) and by the live path (the id of a deleted row).
@@ -79,7 +79,7 @@ def _parse_reference(text: str) -> uuid.UUID | None:
 
 
 def resolve_reference(node: dict[str, Any]) -> None:
-    """Give a logical reference its `reference` (MAPPING.md, References).
+    """Give a logical reference its `reference` (docs/mapping.md, References).
 
     `node` is a Reference element: when it has a `type` and an identifier whose
     system is `http://terminology.arkhn.org/<UUID>`, its `reference` becomes

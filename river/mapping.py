@@ -3,7 +3,7 @@
     mappings = load_mappings("examples/mappings", scripts)
     plan = mappings.resource("cktlnp0f300300mmznmyqln70")
 
-A Pyrog export (MAPPING.md) is validated as a whole: every fault found is
+A Pyrog export (docs/mapping.md) is validated as a whole: every fault found is
 listed in one `InvalidMapping`, each naming the resource, attribute and field.
 A valid mapping becomes one `ResourcePlan` per resource (`river.plan`).
 """

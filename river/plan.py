@@ -11,7 +11,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
-# Attribute types cast to a JSON number or boolean (MAPPING.md, Per SQL input);
+# Attribute types cast to a JSON number or boolean (docs/mapping.md, Each SQL input);
 # every other FHIR type becomes a string.
 INTEGER_TYPES = frozenset({"integer", "positiveInt", "unsignedInt", "integer64"})
 DECIMAL_TYPES = frozenset({"decimal"})

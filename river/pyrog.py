@@ -4,7 +4,7 @@
     mappings = client.load_mappings(scripts)        # resources fetched on first use
     plan = mappings.resource("ckd...")
 
-Pyrog's API gives the older shape of a resource (MAPPING.md, Pyrog's GraphQL
+Pyrog's API gives the older shape of a resource (docs/mapping.md, Pyrog's GraphQL
 API): no input groups, tables named directly. It is turned into the export
 shape, then analysed by `river.mapping` like a file, so both give one plan.
 """
@@ -19,6 +19,7 @@ from river.errors import RiverError, UnknownResource
 from river.identity import pyrog_logical_reference
 from river.mapping import Mapping, MappingSet, ScriptNames, analyse
 from river.plan import ResourcePlan
+from river.secrets import Secrets
 
 LOGIN = """mutation login($email: String!, $password: String!) {
   login(email: $email, password: $password) { token } }"""
@@ -83,6 +84,8 @@ class PyrogClient:
             raise PyrogError(f"Pyrog's answer for {what} is not JSON") from None
         if body.get("errors"):
             messages = "; ".join(str(e.get("message", e)) for e in body["errors"])
+            # Pyrog's answer to the login may quote what it was sent: the password is known.
+            messages = Secrets([self._password]).mask(messages)
             raise PyrogError(f"Pyrog refused {what}: {messages}")
         return body.get("data") or {}
 

@@ -1,7 +1,7 @@
 """Settings, read once from the environment and `.env` (`.env.example` lists them all).
 
 The environment wins over `.env`; what neither sets takes the default below,
-which is the local stack's (DESIGN.md, Configuration).
+which is the local stack's (docs/operations.md, Settings).
 """
 
 from __future__ import annotations
@@ -37,6 +37,19 @@ class Settings:
     # Kafka Connect all accept: one decision (KAFKA_MESSAGE_MAX_BYTES).
     kafka_message_max_bytes: int = 16 * 1024 * 1024
     kafka_connect_url: str = "http://127.0.0.1:8083"
+    # --- Kafka security: every producer, consumer and admin client FHIR River makes takes
+    # these (adapters/kafka.py, kafka_config). PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    kafka_security_protocol: str = "PLAINTEXT"
+    # With SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, and the account's name and password.
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    # With SSL or SASL_SSL: the CA that signed the brokers' certificates (PEM; empty: the
+    # system's), and a client certificate and key when the brokers ask for one (mTLS).
+    kafka_ssl_ca_location: str = ""
+    kafka_ssl_certificate_location: str = ""
+    kafka_ssl_key_location: str = ""
+    kafka_ssl_key_password: str = field(default="", repr=False)
     # GET /health answers 503 when a live source's replication slot keeps more WAL.
     replication_slot_max_bytes: int = 1024**3
     api_host: str = "127.0.0.1"
@@ -57,6 +70,22 @@ class Settings:
     custom_scripts: str = ""
     extract_chunk_size: int = 5000
     live_sources: str = ""  # none: .env.example names the example's
+    # Who may call the API (api/auth.py): `oidc` checks bearer tokens of OIDC_ISSUER;
+    # `none` is for development on a loopback address only.
+    api_auth: str = "oidc"
+    oidc_issuer: str = "http://127.0.0.1:8180/realms/fhir-river"
+    oidc_audience: str = "fhir-river"
+    # Dotted path of the claim that lists the caller's roles (Keycloak's realm roles).
+    oidc_roles_claim: str = "realm_access.roles"
+    # Where the API fetches the issuer's keys, when not the issuer's own discovery
+    # document says (a container reaching the provider by another name).
+    oidc_jwks_url: str = ""
+    # Seconds of clock difference tolerated between the provider and the API (exp, nbf).
+    oidc_leeway_seconds: int = 30
+    # The public client `river login` uses (device and password flows).
+    oidc_cli_client_id: str = "river-cli"
+    # The public client of the web console (authorization code + PKCE).
+    oidc_console_client_id: str = "river-console"
 
     @classmethod
     def load(cls, env_file: str | Path | None = ".env") -> Settings:
@@ -75,6 +104,8 @@ class Settings:
                 env, "KAFKA_MESSAGE_MAX_BYTES", cls.kafka_message_max_bytes
             ),
             kafka_connect_url=_read(env, "KAFKA_CONNECT_URL", cls.kafka_connect_url),
+            # Kafka security (checked here: a service with a wrong one stops at start).
+            **_kafka_security(env),
             replication_slot_max_bytes=_read_int(
                 env, "REPLICATION_SLOT_MAX_BYTES", cls.replication_slot_max_bytes
             ),
@@ -96,4 +127,72 @@ class Settings:
             custom_scripts=env.get("CUSTOM_SCRIPTS", ""),
             extract_chunk_size=_read_int(env, "EXTRACT_CHUNK_SIZE", 5000),
             live_sources=env.get("LIVE_SOURCES", cls.live_sources),
+            api_auth=_read(env, "API_AUTH", cls.api_auth).lower(),
+            oidc_issuer=_read(env, "OIDC_ISSUER", cls.oidc_issuer).rstrip("/"),
+            oidc_audience=_read(env, "OIDC_AUDIENCE", cls.oidc_audience),
+            oidc_roles_claim=_read(env, "OIDC_ROLES_CLAIM", cls.oidc_roles_claim),
+            oidc_jwks_url=env.get("OIDC_JWKS_URL", ""),
+            oidc_leeway_seconds=_read_int(env, "OIDC_LEEWAY_SECONDS", cls.oidc_leeway_seconds),
+            oidc_cli_client_id=_read(env, "OIDC_CLI_CLIENT_ID", cls.oidc_cli_client_id),
+            oidc_console_client_id=_read(env, "OIDC_CONSOLE_CLIENT_ID", cls.oidc_console_client_id),
         )
+
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _kafka_security(env: dict[str, str]) -> dict[str, str]:
+    """The Kafka security settings of `env`, checked: one sentence for what cannot work."""
+    protocol = _read(env, "KAFKA_SECURITY_PROTOCOL", Settings.kafka_security_protocol).upper()
+    mechanism = _read(env, "KAFKA_SASL_MECHANISM", Settings.kafka_sasl_mechanism).upper()
+    found = {
+        "kafka_security_protocol": protocol,
+        "kafka_sasl_mechanism": mechanism,
+        "kafka_sasl_username": env.get("KAFKA_SASL_USERNAME", ""),
+        "kafka_sasl_password": env.get("KAFKA_SASL_PASSWORD", ""),
+        "kafka_ssl_ca_location": env.get("KAFKA_SSL_CA_LOCATION", ""),
+        "kafka_ssl_certificate_location": env.get("KAFKA_SSL_CERTIFICATE_LOCATION", ""),
+        "kafka_ssl_key_location": env.get("KAFKA_SSL_KEY_LOCATION", ""),
+        "kafka_ssl_key_password": env.get("KAFKA_SSL_KEY_PASSWORD", ""),
+    }
+    check_kafka_security(Settings(**found))  # type: ignore[arg-type]
+    return found
+
+
+def check_kafka_security(settings: Settings) -> None:
+    """ConfigurationError naming the Kafka security setting that cannot work."""
+    protocol = settings.kafka_security_protocol.upper()
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise ConfigurationError(
+            f"setting KAFKA_SECURITY_PROTOCOL must be one of {', '.join(KAFKA_SECURITY_PROTOCOLS)},"
+            f" not {settings.kafka_security_protocol!r}"
+        )
+    if protocol.startswith("SASL_"):
+        mechanism = settings.kafka_sasl_mechanism.upper()
+        if mechanism not in KAFKA_SASL_MECHANISMS:
+            raise ConfigurationError(
+                f"setting KAFKA_SASL_MECHANISM must be one of {', '.join(KAFKA_SASL_MECHANISMS)},"
+                f" not {settings.kafka_sasl_mechanism!r}"
+            )
+        missing = [
+            name
+            for name, value in (
+                ("KAFKA_SASL_USERNAME", settings.kafka_sasl_username),
+                ("KAFKA_SASL_PASSWORD", settings.kafka_sasl_password),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"KAFKA_SECURITY_PROTOCOL={protocol} needs {' and '.join(missing)}"
+                " (the Kafka account FHIR River authenticates as)"
+            )
+    if protocol in ("SSL", "SASL_SSL"):
+        for name, path in (
+            ("KAFKA_SSL_CA_LOCATION", settings.kafka_ssl_ca_location),
+            ("KAFKA_SSL_CERTIFICATE_LOCATION", settings.kafka_ssl_certificate_location),
+            ("KAFKA_SSL_KEY_LOCATION", settings.kafka_ssl_key_location),
+        ):
+            if path and not Path(path).is_file():
+                raise ConfigurationError(f"setting {name}: no such file {path}")

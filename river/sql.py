@@ -26,8 +26,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import InterfaceError, NoSuchTableError, OperationalError, SQLAlchemyError
 
-from river.errors import InvalidValue, SourceError, SourceUnavailable
+from river.errors import InvalidValue, SourceError, SourceUnavailable, shape_of
 from river.plan import ResourcePlan, SqlInput
+from river.secrets import mask_url_password
 from river.unreadable import Unreadable, not_finite, tolerate_unreadable
 
 Columns = dict[str, list[Any]]
@@ -84,7 +85,10 @@ class SourceDatabase:
         return self._tables[key]
 
     def unreachable(self, error: Exception) -> SourceError:
+        # The driver's first line: what failed, not the statement or its parameters.
+        # libpq may quote the connection string it was given: its password is masked.
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        reason = mask_url_password(reason, self.url)
         message = f"cannot query the source database {self.where}: {reason}"
         # A lost connection is worth retrying; a wrong query is not.
         if isinstance(error, OperationalError | InterfaceError):
@@ -145,7 +149,7 @@ class SourceDatabase:
         read = []
         for n, value in enumerate(primary_key_values):
             try:
-                read.append(read_as(pk, value))
+                read.append(read_as(pk, value, show=True))
             except InvalidValue as error:
                 raise InvalidValue(f"primary key value {n + 1}: {error}") from None
         return read
@@ -184,7 +188,7 @@ class SourceDatabase:
                 values = [
                     row[alias.on_right] for row in rows if row.get(alias.on_right) is not None
                 ]
-                if values:
+                if values:  # a changed row's values: never quoted (river/errors.py)
                     conditions.append(column.in_([read_as(column, v) for v in values]))
             if not conditions:
                 return []
@@ -252,14 +256,17 @@ def _column(table: sa.FromClause, name: str) -> sa.ColumnElement:
 
 
 def _filter_clause(column: sa.ColumnElement, relation: str, value: str) -> sa.ColumnElement:
+    # The mapping's text, not a source value: quoted when it cannot be read.
     if relation == "IN":
-        return column.in_([read_as(column, v.strip()) for v in value.split(",")])
+        return column.in_([read_as(column, v.strip(), show=True) for v in value.split(",")])
     if relation == "BETWEEN":
         low, _, high = value.partition(",")
-        return column.between(read_as(column, low.strip()), read_as(column, high.strip()))
+        return column.between(
+            read_as(column, low.strip(), show=True), read_as(column, high.strip(), show=True)
+        )
     if relation == "LIKE":
         return column.like(value)
-    coerced = read_as(column, value)
+    coerced = read_as(column, value, show=True)
     return {
         "=": column == coerced,
         "<>": column != coerced,
@@ -276,11 +283,12 @@ _WHOLE_NUMBER = re.compile(r"\s*[+-]?\d+(\.0*)?\s*")
 _INTEGER_BITS = ((sa.SmallInteger, 16), (sa.BigInteger, 64), (sa.Integer, 32))
 
 
-def read_as(column: sa.ColumnElement, value: Any) -> Any:
+def read_as(column: sa.ColumnElement, value: Any, show: bool = False) -> Any:
     """A value (written as text in a mapping, or a key given by a user or a source
     change) read as the column's type, strictly: a value that is not exactly one
     of the type's (`1.5` or `1.0e999` for an integer) raises InvalidValue, never
-    rounded into another row's key."""
+    rounded into another row's key. Its message quotes the value when `show` (a
+    primary key value, the mapping's text), else gives its shape (a source value)."""
     try:
         python_type = column.type.python_type
     except NotImplementedError:
@@ -305,8 +313,11 @@ def read_as(column: sa.ColumnElement, value: Any) -> Any:
         if python_type is dt.date:
             return dt.date.fromisoformat(value[:10])
     except (ValueError, ArithmeticError):
-        shown = value if len(str(value)) <= 40 else f"{str(value)[:40]}..."
-        raise InvalidValue(f"{shown!r} cannot be read as the type of {where}") from None
+        if show:
+            shown = repr(value if len(str(value)) <= 40 else f"{str(value)[:40]}...")
+        else:
+            shown = shape_of(value)
+        raise InvalidValue(f"{shown} cannot be read as the type of {where}") from None
     return value
 
 

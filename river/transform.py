@@ -5,7 +5,7 @@
 
 The plan is bound once into a tree of small closures (input groups, scripts,
 casts, concept maps) shaped like the resource; each record only runs it.
-Arrays follow MAPPING.md (Building the document): an array element under
+Arrays follow docs/mapping.md (Arrays and one-to-many joins): an array element under
 which values from a one-to-many join stand is repeated once per joined row,
 at the shallowest array that holds them directly.
 """

@@ -3,7 +3,7 @@
 `build_tree` turns a `ResourcePlan` into nested `Object`, `Array` and `Leaf`
 nodes shaped like the resource; each leaf's input groups are bound once to
 closures (scripts, casts, concept maps, conditions). `Node.compile()` gives a
-builder `(context, row) -> value` that handles every case of MAPPING.md,
+builder `(context, row) -> value` that handles every case of docs/mapping.md,
 one-to-many joins included; `river.fastpath` compiles the same tree to
 straight-line code for the common single-row record.
 """
@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import orjson
 
 from river.concept_maps import ConceptMaps
-from river.errors import InstanceError, InvalidMapping, MappingFault
+from river.errors import BadValue, InstanceError, InvalidMapping, MappingFault, shape_of, shapes_of
 from river.plan import Attribute, InputGroup, ResourcePlan, SqlInput
 from river.values import cast_for, condition_test
 
@@ -54,12 +54,14 @@ def _bind_input(
     scripts: Scripts,
     concept_maps: ConceptMaps,
 ) -> Build:
-    """One SQL input: cleaning script, cast, then concept map (MAPPING.md order)."""
+    """One SQL input: cleaning script, cast, then concept map (docs/mapping.md's order)."""
     label = sql.label
     per_row = sql.per_row
     clean = scripts.cleaning(sql.script) if sql.script else None
     codes = concept_maps.get(sql.concept_map_id) if sql.concept_map_id else None
     path, script, map_id = attribute.path, sql.script, sql.concept_map_id
+    column = f"{sql.column.table}.{sql.column.column}"
+    fhir_type = attribute.fhir_type
     if clean is None and codes is None and cast is not None:
 
         def read_cast(context: Context, row: int | None) -> Any:
@@ -67,7 +69,7 @@ def _bind_input(
             try:
                 return cast(value)
             except (ValueError, TypeError) as error:
-                raise InstanceError(f"cannot cast {value!r}: {error}", path) from None
+                raise cast_error(value, fhir_type, error, path) from None
 
         return read_cast
 
@@ -77,17 +79,20 @@ def _bind_input(
             try:
                 value = clean(value)
             except Exception as error:  # a script is user code: any failure is the instance's
-                raise InstanceError(f"script {script} failed on {value!r}: {error}", path) from None
+                raise InstanceError(
+                    script_failure(f"script {script}", f"column {column}", value, error), path
+                ) from None
         if cast is not None:
             try:
                 value = cast(value)
             except (ValueError, TypeError) as error:
-                raise InstanceError(f"cannot cast {value!r}: {error}", path) from None
+                raise cast_error(value, fhir_type, error, path) from None
         if codes is not None and value is not None:
             mapped = codes.get(value)
             if mapped is None:
                 context.warnings.append(
-                    f"attribute {path}: code {value!r} is not in ConceptMap {map_id}; kept as it is"
+                    f"attribute {path}: a code of column {column} ({shape_of(value)}) is not"
+                    f" in ConceptMap {map_id}; kept as it is"
                 )
             else:
                 value = mapped
@@ -101,7 +106,7 @@ def _bind_group(
 ) -> tuple[Callable[[Context, int | None], bool] | None, Build]:
     """(conditions test or None, value) of one input group."""
     cast = cast_for(attribute.fhir_type)
-    path = attribute.path
+    path, fhir_type = attribute.path, attribute.fhir_type
     tests = []
     for condition in group.conditions:
         read = _bind_input(condition.input, attribute, None, scripts, concept_maps)
@@ -128,14 +133,14 @@ def _bind_group(
             try:
                 value = merge(*values, *statics)
             except Exception as error:  # user code
-                arguments = values + list(statics)
                 raise InstanceError(
-                    f"script {name} failed on {arguments!r}: {error}", path
+                    script_failure(f"merging script {name}", "", values + list(statics), error),
+                    path,
                 ) from None
             try:
                 return cast(value)
             except (ValueError, TypeError) as error:
-                raise InstanceError(f"cannot cast {value!r}: {error}", path) from None
+                raise cast_error(value, fhir_type, error, path) from None
 
         value_of: Build = merged
     elif group.sql_inputs:
@@ -143,6 +148,25 @@ def _bind_group(
     else:
         value_of = _constant(group.static_values[0] if group.static_values else None, cast, path)
     return (holds if tests else None), value_of
+
+
+def script_failure(script: str, column: str, value: Any, error: Exception) -> str:
+    """Why a script failed, as users may see it: a BadValue's message (worded without
+    the value), else the value's shape and the exception's type alone, whose message
+    may quote the value. `value` is a merging script's list of arguments."""
+    if isinstance(error, BadValue):
+        return f"{script} failed{f' on {column}' if column else ''}: {error}"
+    shape = f"{column}, {shape_of(value)}" if column else shapes_of(value)
+    return (
+        f"{script} failed on {shape}: {type(error).__name__}"
+        " (its message is not shown: it may quote the value)"
+    )
+
+
+def cast_error(value: Any, fhir_type: str, error: Exception, path: str) -> InstanceError:
+    """A value the attribute's type cannot take, described by its shape."""
+    reason = str(error) if isinstance(error, BadValue) else type(error).__name__
+    return InstanceError(f"cannot cast {shape_of(value)} to {fhir_type}: {reason}", path)
 
 
 def _constant(text: str | None, cast: Callable[[Any], Any], path: str) -> Build:
@@ -211,10 +235,9 @@ class Leaf:
                 if v is not None and v != "" and v not in values:
                     values.append(v)
             if len(values) > 1:
-                shown = ", ".join(map(repr, values[:5]))
                 raise InstanceError(
                     f"receives {len(values)} different values from a one-to-many join "
-                    f"({shown}) but is not in an array",
+                    "but is not in an array",
                     path,
                 )
             return values[0] if values else None
@@ -275,7 +298,7 @@ class Array:
         self.direct_per_row = False  # an array is never "direct" for its parent
 
     def compile(self) -> Build:
-        # An element expands when per-row leaves stand in it directly (MAPPING.md).
+        # An element expands when per-row leaves stand in it directly (docs/mapping.md).
         elements = [
             (self.elements[i].compile(), self.elements[i].direct_per_row)
             for i in sorted(self.elements)
@@ -353,7 +376,7 @@ def _mark(node: Leaf | Object | Array) -> None:
 
 
 def unique(items: list[Any]) -> list[Any]:
-    """Identical objects in one array are kept once (MAPPING.md)."""
+    """Identical objects in one array are kept once (docs/mapping.md)."""
     seen: set[Any] = set()
     unique = []
     for item in items:

@@ -3,20 +3,23 @@
     validator = Validator()
     validator.warm(["Patient", "Condition"])  # optional: builds ahead, ms a type
     validator.validate({"resourceType": "Patient", "gender": "x"})
-    # ["Patient.gender: 'x' is not one of male, female, other, unknown"]
+    # ["Patient.gender: a text of 1 character is not one of male, female, other, unknown"]
     validator.is_valid(resource)   # True / False, without messages
     resource_types()               # the 146 FHIR R4 resource types
 
 `validate` returns an empty list for a valid resource, else one message per fault,
-each naming the element in FHIR terms (`Patient.name[0].given[1]`):
+each naming the element in FHIR terms (`Patient.name[0].given[1]`) and the kind of
+fault. A value of the resource is described by its shape, never quoted: it comes
+from the source, and messages are read by people who may not see patient data.
 
-    Patient.gender: 'not-a-valid-gender' is not one of male, female, other, unknown
-    Patient.birthDate: '2080-13-01' does not match the date format
+    Patient.gender: a text of 18 characters is not one of male, female, other, unknown
+    Patient.birthDate: a text of 10 characters does not match the date format
+    Patient.multipleBirthInteger: a whole number of 10 digits is out of range for integer
     Patient.foo: unknown element
     Condition.subject: required element missing
     Patient.name: must be an array
     Encounter.class: must be a single Coding, not an array
-    Patient.active: must be a boolean, not the string 'true'
+    Patient.active: must be a boolean, not a text of 4 characters
     Patient.deceased[x]: only one of deceasedBoolean, deceasedDateTime may be present
     resourceType: 'Foo' is not a FHIR R4 resource type
 
@@ -55,6 +58,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from river.errors import shape_of
 
 __all__ = ["SCHEMA_SHA256", "Validator", "resource_types"]
 
@@ -151,6 +156,12 @@ class _Node:
 
 
 _INT32 = 2**31
+_RANGES = {
+    "integer": "-2,147,483,648 to 2,147,483,647",
+    "positiveInt": "1 to 2,147,483,647",
+    "unsignedInt": "0 to 2,147,483,647",
+    "decimal": "a finite number",
+}
 
 
 def _calendar_day(text: str) -> bool:
@@ -221,13 +232,17 @@ class _Primitive(_Node):
         if not _json_kind_is(value, kind):
             messages.append(_wrong_type(path, value, kind, self.name))
         elif kind == "integer" or kind == "number":
-            messages.append(f"{path}: {value} is out of range for {self.name}")
+            bounds = _RANGES.get(self.name, "")
+            messages.append(
+                f"{path}: {shape_of(value)} is out of range for {self.name}"
+                + (f" ({bounds})" if bounds else "")
+            )
         elif value == "":
             messages.append(f"{path}: must not be an empty string")
         elif self.match is not None and self.match(value) is None:
-            messages.append(f"{path}: {_show(value)} does not match the {self.name} format")
+            messages.append(f"{path}: {shape_of(value)} does not match the {self.name} format")
         else:
-            messages.append(f"{path}: {_show(value)} is not a valid {self.name} (no such day)")
+            messages.append(f"{path}: {shape_of(value)} is not a valid {self.name} (no such day)")
 
 
 class _Codes(_Node):
@@ -252,7 +267,7 @@ class _Codes(_Node):
             if len(codes) <= 12
             else ", ".join(codes[:10]) + (f", ... ({len(codes)} codes)")
         )
-        messages.append(f"{path}: {_show(value)} is not one of {shown}")
+        messages.append(f"{path}: {shape_of(value)} is not one of {shown}")
 
 
 class _Const(_Node):
@@ -262,7 +277,7 @@ class _Const(_Node):
 
     def explain(self, value: Any, path: str, messages: list[str]) -> None:
         if value != self.constant:
-            messages.append(f"{path}: must be {_show(self.constant)}, not {_show(value)}")
+            messages.append(f"{path}: must be {_show(self.constant)}, not {shape_of(value)}")
 
 
 class _AnyResource(_Node):
@@ -544,19 +559,12 @@ def _show(value: Any) -> str:
 
 
 def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if type(value) is str:
-        return f"the string {_show(value)}"
-    if type(value) is bool:
-        return f"the boolean {'true' if value else 'false'}"
-    if type(value) in (int, float, Decimal):
-        return f"the number {value}"
+    """A value of the wrong JSON type, by its shape (never what it holds)."""
     if type(value) is list:
         return "an array"
     if type(value) is dict:
         return "an object"
-    return f"a {type(value).__name__}"
+    return shape_of(value)
 
 
 _ARTICLE = {

@@ -1,6 +1,6 @@
 """How source values are read: casts to FHIR types, and condition tests.
 
-Casts follow MAPPING.md (Per SQL input): integer, decimal, positiveInt,
+Casts follow docs/mapping.md (Each SQL input): integer, decimal, positiveInt,
 unsignedInt and boolean become JSON numbers and booleans; every other FHIR type
 a string (numbers without a trailing ".0", dates in ISO 8601). Conditions
 compare a value with the text of the mapping read as the value's own type.
@@ -15,6 +15,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
+from river.errors import BadValue
 from river.plan import BOOLEAN_TYPES, DECIMAL_TYPES, INTEGER_TYPES
 
 Cast = Callable[[Any], Any]
@@ -26,7 +27,7 @@ _FALSE = frozenset({"0", "false", "f", "no", "n"})
 
 def cast_for(fhir_type: str) -> Cast:
     """The cast of values bound for an attribute of `fhir_type`; a value it cannot
-    take raises ValueError (never another error: callers catch that one)."""
+    take raises BadValue (a ValueError), saying why without quoting the value."""
     if fhir_type in INTEGER_TYPES:
         return to_integer
     if fhir_type in DECIMAL_TYPES:
@@ -46,7 +47,7 @@ def to_string(value: Any) -> Any:
         return str(value)
     if kind is float or kind is decimal.Decimal:
         if not math.isfinite(value):
-            raise ValueError(f"{value!r} is not a finite number")
+            raise BadValue("not a finite number")
         return str(int(value)) if value == int(value) else str(value)
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
@@ -60,19 +61,22 @@ def to_integer(value: Any) -> int | None:
         return value
     if isinstance(value, bool):
         return int(value)
-    number = float(value) if isinstance(value, str) else value
+    try:
+        number = float(value) if isinstance(value, str) else value
+    except ValueError:
+        raise BadValue("not a number") from None
     if isinstance(number, float | decimal.Decimal) and not math.isfinite(number):
-        raise ValueError(f"{value!r} is not a finite number")
+        raise BadValue("not a finite number")
     if isinstance(number, float | decimal.Decimal) and number == int(number):
         return int(number)
-    raise ValueError(f"{value!r} is not a whole number")
+    raise BadValue("not a whole number")
 
 
 def to_decimal(value: Any) -> int | float | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a number")
+        raise BadValue("a boolean is not a number")
     if type(value) is int or type(value) is float:
         return value
     if isinstance(value, decimal.Decimal):
@@ -81,7 +85,11 @@ def to_decimal(value: Any) -> int | float | None:
     try:
         return int(text)
     except ValueError:
+        pass
+    try:
         return float(text)
+    except ValueError:
+        raise BadValue("not a number") from None
 
 
 def to_boolean(value: Any) -> bool | None:
@@ -96,7 +104,7 @@ def to_boolean(value: Any) -> bool | None:
         return True
     if text in _FALSE:
         return False
-    raise ValueError(f"{value!r} is not a boolean")
+    raise BadValue("not a boolean (true, false, 1, 0, yes, no...)")
 
 
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
@@ -110,7 +118,7 @@ _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
 
 
 def condition_test(relation: str, text: str) -> Test:
-    """Whether a value satisfies `relation` with the mapping's `text` (MAPPING.md).
+    """Whether a value satisfies `relation` with the mapping's `text` (docs/mapping.md).
 
     A relation on a NULL value is false, but NULL and NOTNULL themselves.
     """

@@ -3,7 +3,7 @@
     store = open_store(settings.fhir_store_url)   # postgresql://... or mongodb://...
 
 Services and the API speak only to `FhirStore`; which backend runs is the
-URL's business (DESIGN.md, The store). Every write is idempotent, so that a
+URL's business (docs/architecture.md, The FHIR store). Every write is idempotent, so that a
 replayed Kafka message changes nothing and counts nothing twice.
 """
 
@@ -136,6 +136,11 @@ class FhirStore(ABC):
         """resource id -> primary key values of the instances that failed (for a retry)."""
 
     # --- life -----------------------------------------------------------------------
+    @abstractmethod
+    def record_audit(self, event: dict[str, Any]) -> None:
+        """Keep one AuditEvent resource (a new id each time), readable and searchable
+        as any resource; raise StoreUnavailable rather than lose it."""
+
     @abstractmethod
     def ping(self) -> None:
         """Raise StoreUnavailable when the store cannot answer."""

@@ -1,5 +1,6 @@
 """What both FHIR store backends share: telling created from updated from
-replayed, the counts that follow, and error messages without secrets.
+replayed, the counts that follow, and where a store is (in messages, without its
+password: river/secrets.py masks what a driver says).
 
 Kept apart from the backends so that PostgreSQL and MongoDB decide the same
 way (one rule, two storages): a resource is *created* when no row held its
@@ -14,7 +15,6 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 import orjson
 
@@ -172,26 +172,8 @@ def failed_counts(new: Sequence[tuple[str, str | None]]) -> dict[tuple[str, str]
 
 
 # --- messages -------------------------------------------------------------------------------
-def url_password(url: str) -> str | None:
-    """The password of a URL (scheme://user:password@host...), if any."""
-    match = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://([^@/?#]*)@", url)
-    if not match or ":" not in match.group(1):
-        return None
-    return unquote(match.group(1).split(":", 1)[1]) or None
-
-
 def where(url: str) -> str:
     """host:port/database of a URL, without user or password (for messages)."""
     rest = url.split("://", 1)[-1]
     rest = rest.rsplit("@", 1)[-1] if "@" in rest.split("/", 1)[0] else rest
     return rest.split("?", 1)[0].rstrip("/")
-
-
-def scrub(text: str, url: str) -> str:
-    """`text` with the URL's password (raw and percent-decoded) masked; one line."""
-    password = url_password(url)
-    raw = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^:@/]*:([^@/]*)@", url)
-    for secret in {password, raw.group(1) if raw else None}:
-        if secret:
-            text = text.replace(secret, "***")
-    return " ".join(text.split())

@@ -15,7 +15,7 @@ a unique index on (batch, resource, primary key, stage). The update that
 changes a resource's counter also sets its `progressed_at` (river.batches,
 `stall`): one `update_one` of the batch document, atomic on its own.
 
-It is written to what FerretDB answers correctly (STACK.md), which the tests
+It is written to what FerretDB answers correctly (docs/operations.md), which the tests
 run it on, so that it also runs on real MongoDB: documents keyed and found by
 `_id`; `insert_many(ordered=False)`, bulk `ReplaceOne(upsert=True)`, `$inc`,
 `$set`, `$in`, `$exists`, `count_documents`, sort/skip/limit; no transactions,
@@ -58,10 +58,17 @@ import pymongo
 from pymongo import ReplaceOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DocumentTooLarge,
+    DuplicateKeyError,
+    InvalidDocument,
+)
 
-from adapters.store import FhirStore, InstanceError, Loaded, StoreUnavailable
+from adapters.store import FhirStore, InstanceError, Loaded, ResourceRefused, StoreUnavailable
 from adapters.store.common import (
+    LoadPlan,
     check_resource_type,
     decode_key,
     encode_key,
@@ -69,10 +76,10 @@ from adapters.store.common import (
     is_resource_type,
     keys_of,
     plan_load,
-    scrub,
     where,
 )
 from river.batches import BatchState, ResourceProgress
+from river.secrets import mask_url_password
 
 BATCHES, ERRORS = "river_batch", "river_batch_error"
 OURS = "_river"
@@ -164,7 +171,7 @@ class MongoStore(FhirStore):
         except ConnectionFailure as error:
             reason = str(error).split(", Timeout:", 1)[0].split(" (configured timeouts", 1)[0]
             message = f"The MongoDB FHIR store at {where(self.url)} cannot be reached: {reason}"
-            raise StoreUnavailable(scrub(message, self.url)) from None
+            raise StoreUnavailable(mask_url_password(message, self.url)) from None
 
     # --- resources --------------------------------------------------------------------------
     @staticmethod
@@ -201,23 +208,36 @@ class MongoStore(FhirStore):
                         ours = doc.get(OURS) or {}
                         stored[(resource_type, doc["_id"])] = (ours.get("batch"), ours.get("hash"))
             plan = plan_load(batch_id, items, stored)
-            for resource_type, rows in plan.by_type().items():
-                collection = self._collection(resource_type)
-                new = [row for row in rows if (resource_type, row[0]) in plan.first_created]
-                known = [row for row in rows if (resource_type, row[0]) not in plan.first_created]
-                taken = self._insert(collection, batch_id, new)
-                if taken:
-                    # Inserted meanwhile by a concurrent loader: judged against what it wrote.
-                    ids = [row[0] for row in taken]
-                    for doc in collection.find({"_id": {"$in": ids}}, {OURS: 1}):
-                        ours = doc.get(OURS) or {}
-                        stored = (ours.get("batch"), ours.get("hash"))
-                        if not plan.rejudge((resource_type, doc["_id"]), stored):
-                            taken = [row for row in taken if row[0] != doc["_id"]]
-                self._replace(collection, batch_id, [*known, *taken])
+            try:
+                for resource_type, rows in plan.by_type().items():
+                    collection = self._collection(resource_type)
+                    self._write(collection, batch_id, resource_type, rows, plan)
+            except (BulkWriteError, InvalidDocument, DocumentTooLarge) as error:
+                raise _refused(error, items) from None
             # Not atomic with the writes above: see the module's docstring.
             self._bump(batch_id, plan.counters())
         return plan.loaded
+
+    def _write(
+        self,
+        collection: Collection[dict[str, Any]],
+        batch_id: str,
+        resource_type: str,
+        rows: Sequence[tuple[str, dict[str, Any], str]],
+        plan: LoadPlan,
+    ) -> None:
+        new = [row for row in rows if (resource_type, row[0]) in plan.first_created]
+        known = [row for row in rows if (resource_type, row[0]) not in plan.first_created]
+        taken = self._insert(collection, batch_id, new)
+        if taken:
+            # Inserted meanwhile by a concurrent loader: judged against what it wrote.
+            ids = [row[0] for row in taken]
+            for doc in collection.find({"_id": {"$in": ids}}, {OURS: 1}):
+                ours = doc.get(OURS) or {}
+                stored = (ours.get("batch"), ours.get("hash"))
+                if not plan.rejudge((resource_type, doc["_id"]), stored):
+                    taken = [row for row in taken if row[0] != doc["_id"]]
+        self._replace(collection, batch_id, [*known, *taken])
 
     def _insert(
         self,
@@ -532,6 +552,10 @@ class MongoStore(FhirStore):
         return {r: [decode_key(k) for k in keys] for r, keys in sorted(out.items())}
 
     # --- life -------------------------------------------------------------------------------
+    def record_audit(self, event: dict[str, Any]) -> None:
+        with self._guard():
+            self._collection(event["resourceType"]).insert_one(self._document(event, "", ""))
+
     def ping(self) -> None:
         with self._guard():
             self.db.command("ping")
@@ -541,3 +565,27 @@ class MongoStore(FhirStore):
             client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+def _refused(
+    error: BulkWriteError | InvalidDocument | DocumentTooLarge,
+    items: Sequence[tuple[str, dict[str, Any]]],
+) -> ResourceRefused:
+    """One sentence naming the resource (when there is one) and why MongoDB refused it,
+    without the document the driver's error quotes (the resource's content)."""
+    what = (
+        f"{items[0][1].get('resourceType')}/{items[0][1].get('id')}"
+        if len(items) == 1
+        else f"one of {len(items)} resources"
+    )
+    if isinstance(error, BulkWriteError):
+        first = (error.details.get("writeErrors") or [{}])[0]
+        reason = f"error code {first.get('code', '?')}"
+        said = str(first.get("errmsg") or "").split("{", 1)[0].strip(" :")
+        if said:
+            reason = f"{said} ({reason})"
+    elif isinstance(error, DocumentTooLarge):
+        reason = "the document is too large"
+    else:  # pymongo's message may quote a value it cannot encode
+        reason = "the document cannot be encoded as BSON"
+    return ResourceRefused(f"the MongoDB FHIR store refused {what}: {reason}")

@@ -7,7 +7,7 @@ batch state in three tables of the same database.
 Why it looks like this:
 - Every call is one transaction: a `load` writes the resources and counts them
   for their batch together, so a crash in between leaves neither, and the
-  replay that follows counts exactly once (DESIGN.md, Guarantees).
+  replay that follows counts exactly once (docs/architecture.md, Guarantees).
 - `load` reads the stored (batch, hash) of its ids first, locking the rows
   that exist (`FOR UPDATE`, in id order so that two loaders never deadlock),
   then upserts the rest in one `INSERT ... SELECT FROM unnest(...) ON CONFLICT`
@@ -58,10 +58,10 @@ from adapters.store.common import (
     is_resource_type,
     keys_of,
     plan_load,
-    scrub,
     where,
 )
 from river.batches import BatchState, ResourceProgress
+from river.secrets import mask_url_password
 
 T = TypeVar("T")
 
@@ -185,8 +185,12 @@ def _refused(
         else f"one of {len(items)} resources"
     )
     reason = error.diag.message_primary or type(error).__name__
-    if error.diag.message_detail:
-        reason += f" ({error.diag.message_detail.rstrip('.')})"
+    detail = error.diag.message_detail
+    # A detail that quotes something quotes the resource's content (`Token "..." is
+    # invalid`); `\u0000 cannot be converted to text` quotes nothing. CONTEXT, which
+    # quotes the JSON itself, is never shown.
+    if detail and '"' not in detail and "'" not in detail:
+        reason += f" ({detail.rstrip('.')})"
     return ResourceRefused(f"the PostgreSQL FHIR store refused {what}: {reason}")
 
 
@@ -255,7 +259,7 @@ class PostgresStore(FhirStore):
     def _unavailable(self, error: Exception) -> StoreUnavailable:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         message = f"The PostgreSQL FHIR store at {where(self.url)} cannot be reached: {reason}"
-        return StoreUnavailable(scrub(message, self.url))
+        return StoreUnavailable(mask_url_password(message, self.url))
 
     def _run(self, work: Callable[[psycopg.Connection[Any]], T], transaction: bool = True) -> T:
         """`work(conn)` in one transaction, started again after a deadlock, a
@@ -453,6 +457,13 @@ class PostgresStore(FhirStore):
             return self._run(work)
         except pgerrors.UndefinedTable:
             return 0, []
+
+    def record_audit(self, event: dict[str, Any]) -> None:
+        self._ensure_tables([event["resourceType"]])
+        query = sql.SQL("INSERT INTO {table} (id, resource) VALUES (%s, %s::jsonb)").format(
+            table=sql.Identifier(self.table_name(event["resourceType"]))
+        )
+        self._run(lambda conn: conn.execute(query, (event["id"], orjson.dumps(event).decode())))
 
     # --- batches ----------------------------------------------------------------------------
     @staticmethod

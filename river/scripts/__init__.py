@@ -16,9 +16,9 @@ each script's docstring says how. So: a cleaning script returns None for
 None and blank text (the mapping scripts whose original gave a code for a
 missing value, such as `map_marital_status` -> `UNK`, give it); where the
 original returned nothing for a value it did not know, they return None;
-only the date and time scripts raise ValueError, naming a value they cannot
-read (the original gave it back untouched), which the transformation reports
-as an error of that instance. `if_valid`, which the original built from two
+only the date and time scripts raise, a `BadValue` (a ValueError) saying why
+they cannot read a value (the original gave it back untouched), which the
+transformation reports as an error of that instance. `if_valid`, which the original built from two
 functions, is no script: a mapping naming it is refused, saying so.
 
     scripts = ScriptRegistry.default(timezone="Europe/Paris", extra="my_scripts/")
@@ -67,8 +67,23 @@ otherwise, as when two user files define the same name, loading fails with a
 message naming the file. So does a file that raises on import (with its line)
 or a location that defines no script at all. Mappings then use the new names
 like the built-in ones.
+
+A script that cannot take a value raises. The error of the instance names the
+attribute, the column, the script and the value's shape ("a text of 14
+characters"), never the value: it is read by people who may not see patient data.
+For the same reason it shows the message of a `BadValue` only, which a script
+words without the value; any other exception is shown by its type alone:
+
+    from river.scripts import BadValue, cleaning_script
+
+    @cleaning_script
+    def ward_code(value):
+        if value and not value[:1].isalpha():
+            raise BadValue("a ward code starts with a letter")
+        ...
 """
 
+from river.errors import BadValue
 from river.scripts.registry import (
     ScriptLoadError,
     ScriptRegistry,
@@ -79,6 +94,7 @@ from river.scripts.registry import (
 from river.scripts.temporal import parse_timezone
 
 __all__ = [
+    "BadValue",
     "ScriptRegistry",
     "UnknownScript",
     "ScriptLoadError",

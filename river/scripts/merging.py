@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from river.errors import BadValue
 from river.scripts.cleaning import is_blank, is_empty
 
 
@@ -57,7 +58,7 @@ def merge_insee(*values: Any) -> str | None:
     and two empty values give None (it crashed or gave "").
     """
     if len(values) > 2:
-        raise ValueError(f"merge_insee takes two values, not {len(values)}")
+        raise BadValue(f"merge_insee takes two values, not {len(values)}")
     for value in values:
         if not is_empty(value):
             return as_text(value).strip()
@@ -77,9 +78,7 @@ def merge_status(*values: Any) -> str | None:
     the text `0` / `1` read the same. An odd number of values raises ValueError.
     """
     if len(values) % 2:
-        raise ValueError(
-            f"merge_status takes (inactive flag, value) pairs, not {len(values)} values"
-        )
+        raise BadValue(f"merge_status takes (inactive flag, value) pairs, not {len(values)} values")
     for inactive, value in zip(values[::2], values[1::2], strict=True):
         if is_empty(inactive) or is_empty(value):
             return "unknown"

@@ -13,8 +13,9 @@ forms (surrounding spaces ignored):
 - RFC 1123 / RFC 2822 (`Wed, 13 Mar 2075 00:00:00 GMT`).
 
 A value in none of these forms, or naming an impossible date (`2020-02-30`),
-raises `ValueError` naming the value and the forms expected (the original
-scripts gave such a value back untouched, which no FHIR server accepts).
+raises `BadValue` (a ValueError) saying what is wrong and the forms expected, with
+the value's shape but never the value (the original scripts gave such a value
+back untouched, which no FHIR server accepts).
 None, blank text and the texts `NaN`, `NaT`, `None` and `(null)` (which the
 original took for empty) give None.
 
@@ -37,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from river.errors import BadValue, shape_of
 from river.scripts.cleaning import is_blank, is_empty
 
 DEFAULT_TIMEZONE = "+02:00"
@@ -107,9 +109,9 @@ def read_moment(value: Any) -> tuple[str, dt.date]:
     try:
         moment = _moment_from_text(text)
     except ValueError as error:
-        raise ValueError(f"cannot read {value!r} as a date: {error}") from None
+        raise BadValue(f"cannot read {shape_of(value)} as a date: {_impossible(error)}") from None
     if moment is None:
-        raise ValueError(f"cannot read {value!r} as a date; expected {_DATE_FORMS}")
+        raise BadValue(f"cannot read {shape_of(value)} as a date; expected {_DATE_FORMS}")
     return moment
 
 
@@ -231,11 +233,11 @@ def read_time(value: Any) -> dt.time:
     if isinstance(value, dt.time):
         return value
     if isinstance(value, dt.date):
-        raise ValueError(f"{value!r} is a date, it has no time of day")
+        raise BadValue("a date has no time of day")
     if isinstance(value, dt.timedelta):
         seconds = value.total_seconds()
         if not 0 <= seconds < 86400:
-            raise ValueError(f"{value!r} is not a time of day")
+            raise BadValue("a duration outside 0 to 24 hours is not a time of day")
         return (dt.datetime.min + value).time()
     if type(value) is int and value >= 0:
         digits = str(value)
@@ -247,9 +249,9 @@ def read_time(value: Any) -> dt.time:
     try:
         moment = _time_from_text(text)
     except ValueError as error:
-        raise ValueError(f"cannot read {value!r} as a time: {error}") from None
+        raise BadValue(f"cannot read {shape_of(value)} as a time: {_impossible(error)}") from None
     if moment is None:
-        raise ValueError(f"cannot read {value!r} as a time; expected {_TIME_FORMS}")
+        raise BadValue(f"cannot read {shape_of(value)} as a time; expected {_TIME_FORMS}")
     return moment
 
 
@@ -277,7 +279,7 @@ def merge_instant(*values: Any, tz: dt.tzinfo | None = None) -> str | None:
     crashed on objects).
     """
     if not values:
-        raise ValueError("merge_instant takes a date and optionally a time, not 0 values")
+        raise BadValue("merge_instant takes a date and optionally a time, not 0 values")
     return _merge_date_and_time("merge_instant", values, tz, clean_instant)
 
 
@@ -330,7 +332,7 @@ def _merge_date_and_time(
     offset; the date alone as `date_alone` gives it; no date, None.
     """
     if len(values) > 2:
-        raise ValueError(f"{name} takes a date and a time, not {len(values)} values")
+        raise BadValue(f"{name} takes a date and a time, not {len(values)} values")
     date = values[0] if values else None
     time = values[1] if len(values) > 1 else None
     if is_empty(date):
@@ -343,7 +345,7 @@ def _merge_date_and_time(
             return written
     precision, moment = read_moment(date)
     if precision in (YEAR, MONTH):
-        raise ValueError(f"{date!r} is not a full date (YYYY-MM-DD)")
+        raise BadValue(f"the date is a {precision} alone, not a full date (YYYY-MM-DD)")
     day = moment.date() if isinstance(moment, dt.datetime) else moment
     clock = read_time(time)
     return with_offset(dt.datetime.combine(day, clock), tz)
@@ -384,7 +386,26 @@ def _text_of(value: Any, what: str) -> str:
         return value.strip()
     if (kind is decimal.Decimal or kind is float) and math.isfinite(value) and value == int(value):
         return str(int(value))
-    raise ValueError(f"cannot read {value!r} ({kind.__name__}) as {what}")
+    raise BadValue(f"cannot read {shape_of(value)} as {what}")
+
+
+# Python's reasons a date or time does not exist that quote no part of the value.
+_PYTHON_REASON = re.compile(
+    r"(month|hour|minute|second|microsecond) must be in \d+\.\.\d+|day is out of range for month"
+)
+
+
+def _impossible(error: ValueError) -> str:
+    """Why a date or time written in a known form does not exist, without the value
+    (Python's `year 10000 is out of range` quotes it)."""
+    if isinstance(error, BadValue):
+        return str(error)
+    text = str(error)
+    if _PYTHON_REASON.fullmatch(text):
+        return text
+    if text.startswith("year "):
+        return "the year is out of range (1 to 9999)"
+    return "no such date or time"
 
 
 def _moment_from_text(text: str) -> tuple[str, dt.date] | None:
@@ -491,7 +512,7 @@ def _offset(text: str) -> dt.tzinfo | None:
     sign, hours, minutes = match.groups()
     delta = dt.timedelta(hours=int(hours), minutes=int(minutes or 0))
     if delta >= dt.timedelta(hours=24) or int(minutes or 0) >= 60:
-        raise ValueError(f"offset {text!r} is out of range")
+        raise BadValue("its UTC offset is out of range (under 24 hours, minutes under 60)")
     return dt.timezone(-delta if sign == "-" else delta)
 
 

@@ -22,13 +22,17 @@ from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
 from adapters.store import FhirStore, open_store
+from cli.login import Login
+from river.settings import Settings
 from test.conftest import (
     CONCEPT_MAPS,
     KAFKA,
     MIMIC_DEMO_MAPPING,
     ROOT,
+    kafka_client,
     kafka_topics,
     scratch_database,
+    scripts_client,
 )
 
 SERVICES = ("api", "extractor", "transformer", "loader")
@@ -51,6 +55,7 @@ class Pipeline:
         self.workdir = workdir
         self.store = store
         self.url = f"http://127.0.0.1:{env['API_PORT']}"
+        self._login = Login(Settings(), env=env)  # RIVER_CLIENT_ID and _SECRET of env
         self.processes: dict[str, subprocess.Popen] = {}  # key -> process
         self.services: dict[str, str] = {}  # key -> the service it runs (python -m <service>)
 
@@ -146,7 +151,10 @@ class Pipeline:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return requests.request(method, self.url + path, timeout=30, **kwargs)
+        """A request to the API, as the local stack's scripts client (an operator)."""
+        headers = {"Authorization": f"Bearer {self._login.access_token()}"}
+        headers.update(kwargs.pop("headers", None) or {})
+        return requests.request(method, self.url + path, timeout=30, headers=headers, **kwargs)
 
     def batch(self, resource_ids: list[str], **body: Any) -> str:
         answer = self.request("POST", "/batch", json={"resource_ids": resource_ids, **body})
@@ -191,7 +199,7 @@ class Pipeline:
         """member id -> its partitions, once the consumer group of `service` is stable
         with `members` members (its processes), each owning at least one partition."""
         group = f"{self.env['KAFKA_TOPIC_PREFIX']}fhir-river-{service}"
-        admin = AdminClient({"bootstrap.servers": KAFKA})
+        admin = AdminClient(kafka_client())
         deadline = time.monotonic() + timeout
         while True:
             description = admin.describe_consumer_groups([group])[group].result(10)
@@ -244,6 +252,7 @@ def make_pipeline(tmp: Path, prefix: str, store_url: str, source_url: str) -> Pi
         "MONGO_BULK_SIZE": "40",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
         "PYTHONUNBUFFERED": "1",
+        **scripts_client(),  # the API checks tokens (API_AUTH=oidc), as a hospital's does
     }
     return Pipeline(env, tmp, open_store(store_url, bulk_size=40))
 

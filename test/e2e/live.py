@@ -30,7 +30,7 @@ from adapters.connect import push, remove
 from river.identity import fhir_id
 from river.mapping import load_mappings
 from river.scripts import ScriptRegistry
-from test.conftest import KAFKA, ROOT, scratch_database
+from test.conftest import ROOT, kafka_client, scratch_database
 from test.e2e.conftest import Pipeline, make_pipeline
 from test.utils.create_file_stfp import make_upload_folder, remove_upload_folder
 from test.utils.create_records_db import create_in_database
@@ -160,7 +160,7 @@ def _clean_up(r: Live) -> None:
         ).fetchone():
             db.execute("SELECT pg_drop_replication_slot(%s)", [slot])
     with contextlib.suppress(Exception):
-        admin = AdminClient({"bootstrap.servers": KAFKA})
+        admin = AdminClient(kafka_client())
         mine = [t for t in admin.list_topics(timeout=10).topics if f"river-e2e-{r.suffix}" in t]
         for future in admin.delete_topics(mine).values():
             future.result(10)

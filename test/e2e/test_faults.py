@@ -22,7 +22,7 @@ import pytest
 from confluent_kafka import Producer
 
 from river import events
-from test.conftest import KAFKA, ROOT, postgres_url, scratch_database, wait_for
+from test.conftest import ROOT, kafka_client, postgres_url, scratch_database, wait_for
 from test.e2e.conftest import Pipeline, make_pipeline
 from test.e2e.stack import start_stack, stop_part
 from test.utils.create_records_db import create_in_database
@@ -154,7 +154,7 @@ def test_a_batch_event_with_a_bad_key_ends_its_batch_naming_the_value(messy):
     pipeline, _, _ = messy
     batch_id = f"bad-key-{os.getpid()}"
     pipeline.store.create_batch(batch_id, ["example-patient"])
-    producer = Producer({"bootstrap.servers": KAFKA})
+    producer = Producer(kafka_client())
     event = events.BatchEvent(batch_id, "example-patient", ["10006", "1.0e999"])
     producer.produce(pipeline.env["KAFKA_TOPIC_PREFIX"] + "batch", events.encode(event))
     producer.flush(10)

@@ -24,7 +24,7 @@ import requests
 from confluent_kafka import Consumer, Producer
 
 from adapters.connect import push
-from test.conftest import KAFKA, wait_for
+from test.conftest import kafka_client, wait_for
 from test.e2e.live import CONNECT, Live, StackMissing, live_pipeline
 from test.e2e.stack import start_stack, stop_connect
 from test.utils.create_file_stfp import list_folder, upload
@@ -111,7 +111,7 @@ def _load_actions(live: Live, fhir_id: str) -> list[str]:
     """The `load` events of one resource, oldest first."""
     consumer = Consumer(
         {
-            "bootstrap.servers": KAFKA,
+            **kafka_client(),
             "group.id": f"river-e2e-read-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
@@ -145,7 +145,7 @@ def test_a_change_to_a_table_no_mapping_reads_gives_no_work(live):
     # Debezium captured it (the table is in its include list)...
     consumer = Consumer(
         {
-            "bootstrap.servers": KAFKA,
+            **kafka_client(),
             "group.id": f"river-e2e-read-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
             "topic.metadata.refresh.interval.ms": 500,
@@ -253,7 +253,7 @@ def test_a_live_batch_cannot_be_canceled(live):
 
 def test_a_malformed_message_on_a_connector_topic_is_an_error_and_the_rest_flows(live):
     topic = f"{live.cdc['config']['topic.prefix']}.public.patients"
-    producer = Producer({"bootstrap.servers": KAFKA})
+    producer = Producer(kafka_client())
     for _ in range(2):
         producer.produce(topic, b"not a change", b'{"row_id": 1}')
     producer.flush(10)

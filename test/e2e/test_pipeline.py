@@ -23,10 +23,10 @@ from test.conftest import (
     ROOT,
     committed,
     high_watermarks,
+    kafka_client,
     reader_from_now,
     without_last_updated,
 )
-from test.e2e.conftest import KAFKA
 from test.integration.test_engine_mimic import (
     BAD_GENDER,
     BP,
@@ -110,7 +110,7 @@ def test_a_batch_with_primary_key_values_and_preview_over_http(pipeline):
     )
     assert over_http.status_code == 200
     cli = subprocess.run(
-        [sys.executable, "-m", "river.cli", "preview", FEAT_6, "10006", "41976"],
+        [sys.executable, "-m", "cli", "preview", FEAT_6, "10006", "41976"],
         capture_output=True,
         text=True,
         env=pipeline.env,
@@ -353,7 +353,7 @@ def test_postgresql_stopped_for_20_seconds(pipeline, expected):
     seen = {service: len(pipeline.log(service)) for service in ("extractor", "loader")}
     stop_postgres()
     try:
-        producer = Producer({"bootstrap.servers": KAFKA})
+        producer = Producer(kafka_client())
         producer.produce(
             pipeline.env["KAFKA_TOPIC_PREFIX"] + events.BATCH,
             events.encode(events.BatchEvent(waiting, DIAGNOSIS)),
@@ -376,7 +376,7 @@ def test_a_malformed_message_on_each_topic_goes_to_errors_and_the_rest_flows(pip
     prefix = pipeline.env["KAFKA_TOPIC_PREFIX"]
     consumer = Consumer(
         {
-            "bootstrap.servers": KAFKA,
+            **kafka_client(),
             "group.id": f"e2e-errors-{uuid.uuid4().hex}",
             "auto.offset.reset": "latest",
         }
@@ -386,7 +386,7 @@ def test_a_malformed_message_on_each_topic_goes_to_errors_and_the_rest_flows(pip
     while not consumer.assignment():  # join before anything is produced
         consumer.poll(0.2)
         assert time.monotonic() < deadline
-    producer = Producer({"bootstrap.servers": KAFKA})
+    producer = Producer(kafka_client())
     for topic in ("batch", "extract", "transform"):
         producer.produce(prefix + topic, b"{this is not json", b"malformed")
     producer.flush(10)
@@ -414,7 +414,7 @@ def test_a_resource_the_store_refuses_fails_alone_and_its_batch_completes(pipeli
     pipeline.store.create_batch(batch_id, [FEAT_6])
     pipeline.store.set_expected(batch_id, FEAT_6, len(keys))
     pipeline.store.set_extracted(batch_id, FEAT_6, len(keys))
-    producer = Producer({"bootstrap.servers": KAFKA})
+    producer = Producer(kafka_client())
     for key, resource in zip(keys, resources, strict=True):
         event = events.TransformEvent(batch_id, FEAT_6, resource, primary_key_value=key)
         producer.produce(

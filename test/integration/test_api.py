@@ -42,7 +42,9 @@ from adapters.kafka import EventProducer
 from adapters.store import FhirStore, InstanceError, open_store
 from api.app import create_app
 from api.openapi import document
-from river import cli, client, events
+from cli import client
+from cli import main as cli
+from river import events
 from river.engine import Engine
 from river.errors import InvalidMapping, MappingFault
 from river.settings import Settings
@@ -52,6 +54,8 @@ from test.conftest import (
     MIMIC_DEMO_MAPPING,
     ROOT,
     high_watermarks,
+    kafka_client,
+    kafka_settings,
     kafka_topics,
     postgres_url,
     scratch_database,
@@ -167,8 +171,7 @@ def topic_prefix() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def settings(topic_prefix: str, store_url: str, mimic_demo_url: str, role: str) -> Settings:
-    return Settings(
-        kafka_bootstrap_servers=KAFKA,
+    return kafka_settings(
         kafka_topic_prefix=topic_prefix,
         fhir_store_url=store_url,
         mappings=str(MIMIC_DEMO_MAPPING),
@@ -176,6 +179,7 @@ def settings(topic_prefix: str, store_url: str, mimic_demo_url: str, role: str) 
         source_db_url=with_role(mimic_demo_url),
         fhir_api_url="",
         pyrog_api_url="",
+        api_auth="none",  # this module tests what the API does; test_auth.py who may
     )
 
 
@@ -210,7 +214,7 @@ class BatchTopic:
         self.topic = prefix + events.BATCH
         self.consumer = Consumer(
             {
-                "bootstrap.servers": KAFKA,
+                **kafka_client(),
                 "group.id": f"test-api-{uuid.uuid4().hex}",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
@@ -219,7 +223,7 @@ class BatchTopic:
         self.consumer.subscribe([self.topic])
         # Watermarks asked of the subscribed consumer wait on its group's heartbeat
         # (3 s each); a consumer outside any group answers at once.
-        self.watcher = Consumer({"bootstrap.servers": KAFKA, "group.id": "unused"})
+        self.watcher = Consumer(kafka_client(**{"group.id": "unused"}))
         self.seen: dict[str, list[tuple[bytes, events.BatchEvent]]] = defaultdict(list)
 
     def _poll(self, seconds: float) -> None:
@@ -412,9 +416,17 @@ BAD_REQUESTS = [
         JSON,
         400,
         "not-found",
-        "unknown resource id(s) 'nope'",
+        "unknown resource id(s) at resource_ids[0] (1 of 1)",
     ),
-    ("POST", "/batch", {"resource_ids": [FEAT_6, "a", "b"]}, JSON, 400, "not-found", "'a', 'b'"),
+    (
+        "POST",
+        "/batch",
+        {"resource_ids": [FEAT_6, "a", "b"]},
+        JSON,
+        400,
+        "not-found",
+        "at resource_ids[1], resource_ids[2] (2 of 3)",
+    ),
     (
         "POST",
         "/batch",
@@ -548,7 +560,7 @@ BAD_REQUESTS = [
         JSON,
         400,
         "not-found",
-        "'nope'",
+        "resource_id is an unknown resource id",
     ),
     ("POST", "/preview", b"[1, 2", JSON, 400, "structure", "not JSON"),
     (
@@ -983,7 +995,7 @@ def test_health_when_every_part_answers(api, topic_prefix):
     members = {
         name: Consumer(
             {
-                "bootstrap.servers": KAFKA,
+                **kafka_client(),
                 "group.id": f"{topic_prefix}fhir-river-{name}",
                 "auto.offset.reset": "latest",
             }
@@ -1124,6 +1136,7 @@ def served(settings: Settings, tmp_path_factory) -> Iterator[str]:
         "FHIR_API_URL": "",
         "PYROG_API_URL": "",
         "API_PORT": str(port),
+        "API_AUTH": "none",  # on 127.0.0.1; test_auth.py checks tokens
     }
     log = tmp_path_factory.mktemp("api") / "api.log"
     with open(log, "wb") as out:
@@ -1195,7 +1208,7 @@ def test_the_river_client_starts_follows_and_shows_batches(served, store, capsys
     assert batch_id in capsys.readouterr().out
 
     assert client.start_batch(served, ["nope"]) == 1
-    assert "river: unknown resource id(s) 'nope'" in capsys.readouterr().err
+    assert "river: unknown resource id(s) at resource_ids[0]" in capsys.readouterr().err
     assert client.show_status(served, "nope") == 1
     assert "river: no batch 'nope'" in capsys.readouterr().err
     assert client.show_status("http://127.0.0.1:1") == 1

@@ -26,7 +26,7 @@ import requests
 
 from adapters import connect as connectors
 from adapters.connect import load_file, mask_config, mask_secrets, push, remove
-from test.conftest import wait_for
+from test.conftest import kafka_client, wait_for
 from test.integration.test_stack import ROOT, S
 from test.utils.create_file_stfp import (
     list_folder,
@@ -38,7 +38,6 @@ from test.utils.create_file_stfp import (
 pytestmark = pytest.mark.stack
 
 CONNECT = f"http://127.0.0.1:{S['KAFKA_CONNECT_PORT']}"
-KAFKA = f"127.0.0.1:{S['KAFKA_PORT']}"
 SOURCES = ROOT / "kafka_connect_connectors" / "sources"
 CDC_FILE = SOURCES / "mimic-postgres-cdc.json"
 SFTP_FILE = SOURCES / "mimic-sftp-csv.json"
@@ -100,7 +99,7 @@ def consumer(topic: str):
 
     c = Consumer(
         {
-            "bootstrap.servers": KAFKA,
+            **kafka_client(),
             "group.id": f"river-test-connectors-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
@@ -194,7 +193,7 @@ def _clean_up(r: Run) -> None:
     with contextlib.suppress(Exception):
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": KAFKA})
+        admin = AdminClient(kafka_client())
         prefix = r.cdc["config"]["topic.prefix"]
         mine = [
             t
@@ -447,19 +446,23 @@ def test_connect_unreachable_is_one_sentence(tmp_path):
 
 def test_masking():
     assert mask_secrets("sftp://river@h:22/upload?password=hunter2&delay=200") == (
-        "sftp://river@h:22/upload?password=****&delay=200"
+        "sftp://river@h:22/upload?password=***&delay=200"
     )
     assert mask_secrets('{"database.password": "hunter2", "x": 1}') == (
-        '{"database.password": "****", "x": 1}'
+        '{"database.password": "***", "x": 1}'
     )
     assert (
-        mask_secrets("postgresql://u:hunter2@db:5432/mimic") == "postgresql://u:****@db:5432/mimic"
+        mask_secrets("postgresql://u:hunter2@db:5432/mimic") == "postgresql://u:***@db:5432/mimic"
     )
     assert mask_secrets("database.password=${env:POSTGRES_PASSWORD}") == (
         "database.password=${env:POSTGRES_PASSWORD}"
     )
+    # One mask everywhere (river/secrets.py): a URL's password, a secret-like key's value.
+    assert mask_secrets("jdbc:postgresql://h/db user=river pwd=hunter2") == (
+        "jdbc:postgresql://h/db user=river pwd=***"
+    )
     assert mask_config({"database.password": "x", "sftp.password": "${env:P}", "user": "u"}) == {
-        "database.password": "****",
+        "database.password": "***",
         "sftp.password": "${env:P}",
         "user": "u",
     }

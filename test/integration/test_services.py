@@ -35,6 +35,7 @@ from test.conftest import (
     KAFKA,
     ROOT,
     committed,
+    kafka_settings,
     kafka_topics,
     reader_from_now,
     scratch_database,
@@ -54,9 +55,7 @@ def settings() -> Iterator[Settings]:
     """Topics and a store of the module's own; the engine is the shared one."""
     prefix = f"test-services-{uuid.uuid4().hex[:8]}-"
     with kafka_topics(prefix), scratch_database("river_test_services_store") as store_url:
-        yield Settings(
-            kafka_bootstrap_servers=KAFKA, kafka_topic_prefix=prefix, fhir_store_url=store_url
-        )
+        yield kafka_settings(kafka_topic_prefix=prefix, fhir_store_url=store_url)
 
 
 @pytest.fixture(scope="module")
@@ -320,7 +319,7 @@ def probe_settings() -> Iterator[Settings]:
     """An `extract` topic of the test's own: the probe reads it from its start."""
     prefix = f"test-probe-{uuid.uuid4().hex[:8]}-"
     with kafka_topics(prefix, (events.EXTRACT,)):
-        yield Settings(kafka_bootstrap_servers=KAFKA, kafka_topic_prefix=prefix)
+        yield kafka_settings(kafka_topic_prefix=prefix)
 
 
 def send_five(settings: Settings) -> str:

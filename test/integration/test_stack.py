@@ -133,6 +133,7 @@ def elsewhere(tmp_path: Path) -> Iterator[dict[str, str]]:
     for setting in (
         "KAFKA_PORT",
         "KAFKA_CONTROLLER_PORT",
+        "KAFKA_SASL_PORT",
         "KAFKA_CONNECT_PORT",
         "POSTGRES_PORT",
         "SFTP_PORT",

@@ -725,6 +725,31 @@ def test_postgres_refuses_a_nul_character_in_one_sentence_and_writes_nothing():
             store.close()
 
 
+def test_mongo_refusals_are_one_sentence_without_the_document():
+    """pymongo's BulkWriteError quotes the document it refused (the resource's content)."""
+    from pymongo.errors import BulkWriteError
+
+    from adapters.store.mongo import _refused
+
+    document = patient(2, family="Zyxwvutska")
+    error = BulkWriteError(
+        {
+            "writeErrors": [
+                {
+                    "index": 0,
+                    "code": 2,
+                    "errmsg": "invalid document {name: Zyxwvutska}",
+                    "op": document,
+                }
+            ]
+        }
+    )
+    assert "Zyxwvutska" in str(error)
+    assert str(_refused(error, [("res-patient", document)])) == (
+        "the MongoDB FHIR store refused Patient/pat-002: invalid document (error code 2)"
+    )
+
+
 def test_the_same_content_again_in_a_live_batch_counts_as_an_update(store: FhirStore):
     """A live batch extracts an instance again at each change that touches it: the
     store (not the loader) counts the same content again as an update, while an

@@ -78,9 +78,14 @@ def test_a_value_not_of_the_column_type_is_refused_naming_column_and_type(column
     message = str(raised.value)
     assert f"column {column} (" in message
     assert "cannot be read as the type" in message
+    # A source value (a changed row's) is given by its shape, never quoted.
+    assert message.startswith(("a ", "an ", "NaN ")), message
 
 
-def test_a_long_value_is_shortened_in_the_message():
+def test_a_value_shown_is_the_one_given_a_long_one_shortened():
+    # A primary key value a user gave, or a mapping's filter text, is quoted.
+    with pytest.raises(InvalidValue, match=r"^'1\.5' cannot be read as the type of column int"):
+        read_as(TABLE.c["int"], "1.5", show=True)
     with pytest.raises(InvalidValue) as raised:
-        read_as(TABLE.c["int"], "9" * 30 + "x" * 1000)
+        read_as(TABLE.c["int"], "9" * 30 + "x" * 1000, show=True)
     assert len(str(raised.value)) < 150

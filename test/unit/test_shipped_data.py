@@ -76,7 +76,10 @@ def test_unpacked_gives_plain_files_and_folders(tmp_path):
     (folder / "two.json").write_bytes(b"2")
     copied = dbutil.unpacked(folder)
     assert copied.name == "folder" and copied != folder
-    assert {p.name: p.read_bytes() for p in copied.iterdir()} == {"one.json": b"1", "two.json": b"2"}
+    assert {p.name: p.read_bytes() for p in copied.iterdir()} == {
+        "one.json": b"1",
+        "two.json": b"2",
+    }
     (tmp_path / "only-plain").mkdir()
     assert dbutil.unpacked(tmp_path / "only-plain") == tmp_path / "only-plain"
     with pytest.raises(FileNotFoundError, match="missing.json.gz"):

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from river.concept_maps import ConceptMaps
+from river.errors import BadValue
 from river.identity import RESOURCE_TAG_SYSTEM, SOURCE_TAG_SYSTEM
 from river.scripts import ScriptRegistry
 from river.transform import ResourceTransformer
@@ -227,7 +228,8 @@ def test_code_missing_from_concept_map_is_kept_with_a_warning():
     )
     assert outcome.resource["gender"] == "X"
     assert outcome.warnings == [
-        "attribute gender: code 'X' is not in ConceptMap cm1; kept as it is"
+        "attribute gender: a code of column patients.gender (a text of 1 character) is not in"
+        " ConceptMap cm1; kept as it is"
     ]
 
 
@@ -281,7 +283,11 @@ def test_a_failed_cast_is_an_error_of_the_instance_naming_the_attribute():
     bad = t.transform({"patients.subject_id": [1], "patients.n": ["twins"]}, NOW)
     good = t.transform({"patients.subject_id": [2], "patients.n": ["2"]}, NOW)
     assert bad.resource is None
-    assert "multipleBirthInteger" in bad.error and "'twins'" in bad.error
+    assert bad.error == (
+        "attribute multipleBirthInteger: cannot cast a text of 5 characters to integer:"
+        " not a number"
+    )
+    assert "twins" not in bad.error  # the value itself is never quoted
     assert good.resource["multipleBirthInteger"] == 2
 
 
@@ -297,7 +303,12 @@ def test_a_failing_script_is_an_error_of_the_instance():
         export, patient, {"patients.subject_id": [1], "patients.dob": ["not a date"]}
     )
     assert outcome.resource is None
-    assert outcome.error.startswith("attribute birthDate: script clean_date failed on 'not a date'")
+    assert outcome.error == (
+        "attribute birthDate: script clean_date failed on column patients.dob: cannot read a"
+        " text of 10 characters as a date; expected YYYY, YYYY-MM,"
+        " YYYY-MM-DD, YYYYMMDD or DD/MM/YYYY, optionally followed by a time HH:MM[:SS] and an"
+        " offset"
+    )
 
 
 # --- Building the document ---------------------------------------------------------
@@ -519,3 +530,101 @@ def test_a_number_that_is_not_finite_is_an_error_of_the_instance(fhir_type, valu
     outcome = transform(export, patient, {"patients.subject_id": [1], "patients.x": [value]})
     assert outcome.resource is None
     assert outcome.error.startswith("attribute x: cannot cast")
+
+
+# --- No patient data in errors (river/errors.py) ---------------------------------------
+
+PLANTED = "+33 7 91 82 73 64 Zyxwvutska"
+
+
+def leaky_export(script: str = "", merging: str = "", fhir_type: str = "string"):
+    export = ExportBuilder()
+    patient = export.resource("Patient", "patients", "subject_id")
+    inputs = [export.input("patients", "phone", script=script)]
+    if merging:
+        inputs.append(export.input("patients", "family"))
+    patient.attribute("telecom[0].value", fhir_type, export.group(sql=inputs, merging=merging))
+    return export, patient
+
+
+def with_user_scripts(export, resource, cleaning=None, merging=None):
+    scripts = ScriptRegistry(cleaning=cleaning or {}, merging=merging or {})
+    plan = export.analyse(scripts).resources[resource.id]
+    return ResourceTransformer(plan, scripts, ConceptMaps())
+
+
+def test_a_user_script_failing_is_named_without_its_message_which_may_quote_the_value():
+    def leaky(value):
+        raise ValueError(f"cannot clean {value!r}")
+
+    export, patient = leaky_export(script="leaky")
+    t = with_user_scripts(export, patient, cleaning={"leaky": leaky})
+    outcome = t.transform({"patients.subject_id": [7], "patients.phone": [PLANTED]}, NOW)
+    assert outcome.resource is None
+    assert outcome.error == (
+        "attribute telecom[0].value: script leaky failed on column patients.phone, a text of"
+        f" {len(PLANTED)} characters: ValueError (its message is not shown: it may quote the"
+        " value)"
+    )
+
+
+def test_a_user_script_raising_bad_value_is_shown_its_words():
+    def strict(value):
+        raise BadValue("a phone number starts with + or 0")
+
+    export, patient = leaky_export(script="strict")
+    t = with_user_scripts(export, patient, cleaning={"strict": strict})
+    outcome = t.transform({"patients.subject_id": [7], "patients.phone": [PLANTED]}, NOW)
+    assert outcome.error == (
+        "attribute telecom[0].value: script strict failed on column patients.phone:"
+        " a phone number starts with + or 0"
+    )
+
+
+def test_a_merging_script_failing_gives_the_shapes_of_its_values():
+    def leaky_merge(*values):
+        raise KeyError(values)
+
+    export, patient = leaky_export(merging="leaky_merge")
+    t = with_user_scripts(export, patient, merging={"leaky_merge": leaky_merge})
+    columns = {"patients.subject_id": [7], "patients.phone": [PLANTED], "patients.family": [None]}
+    outcome = t.transform(columns, NOW)
+    assert outcome.error == (
+        "attribute telecom[0].value: merging script leaky_merge failed on (a text of"
+        f" {len(PLANTED)} characters, null): KeyError (its message is not shown: it may quote"
+        " the value)"
+    )
+
+
+@pytest.mark.parametrize("fhir_type", ["integer", "decimal", "boolean"])
+def test_a_failed_cast_gives_the_shape_of_the_value(fhir_type):
+    export, patient = leaky_export(fhir_type=fhir_type)
+    outcome = transform(export, patient, {"patients.subject_id": [7], "patients.phone": [PLANTED]})
+    assert outcome.error.startswith(
+        f"attribute telecom[0].value: cannot cast a text of {len(PLANTED)} characters to"
+        f" {fhir_type}: not a "
+    )
+
+
+def test_no_error_or_warning_quotes_a_source_value():
+    export = ExportBuilder()
+    patient = export.resource("Patient", "patients", "subject_id")
+    patient.attribute(
+        "maritalStatus.text",
+        "string",
+        export.group(sql=[export.input("admissions", "marital_status", joins=ADMISSIONS)]),
+    )
+    patient.attribute(
+        "gender", "code", export.group(sql=[export.input("patients", "gender", concept_map="cm")])
+    )
+    t = transformer(export, patient, ConceptMaps({"cm": {"F": "female"}}))
+    columns = {
+        "patients.subject_id": [7, 7],
+        "admissions.marital_status": ["Zyxwvutska", "Qwertyska"],
+        "patients.gender": ["Xenogender", "Xenogender"],
+    }
+    outcome = t.transform(columns, NOW)
+    said = " ".join([outcome.error or "", *outcome.warnings])
+    assert "maritalStatus.text: receives 2 different values" in said
+    for planted in ("Zyxwvutska", "Qwertyska", "Xenogender"):
+        assert planted not in said

@@ -232,13 +232,13 @@ def with_(make, **changes) -> dict:
 INVALID = [
     pytest.param(
         with_(patient, gender="not-a-valid-gender"),
-        [f"Patient.gender: 'not-a-valid-gender' is not one of {GENDERS}"],
+        [f"Patient.gender: a text of 18 characters is not one of {GENDERS}"],
         id="bad-gender-code",
     ),
     pytest.param(with_(patient, foo="bar"), ["Patient.foo: unknown element"], id="unknown-element"),
     pytest.param(
         with_(patient, active="true"),
-        ["Patient.active: must be a boolean, not the string 'true'"],
+        ["Patient.active: must be a boolean, not a text of 4 characters"],
         id="string-for-boolean",
     ),
     pytest.param(
@@ -263,42 +263,42 @@ INVALID = [
     ),
     pytest.param(
         with_(patient, birthDate="2080-13-01"),
-        ["Patient.birthDate: '2080-13-01' does not match the date format"],
+        ["Patient.birthDate: a text of 10 characters does not match the date format"],
         id="bad-date",
     ),
     pytest.param(
         with_(patient, birthDate="2023-02-29"),
-        ["Patient.birthDate: '2023-02-29' is not a valid date (no such day)"],
+        ["Patient.birthDate: a text of 10 characters is not a valid date (no such day)"],
         id="no-such-day",
     ),
     pytest.param(
         with_(patient, birthDate="2136-07-28T00:00:00+02:00"),
-        ["Patient.birthDate: '2136-07-28T00:00:00+02:00' does not match the date format"],
+        ["Patient.birthDate: a text of 25 characters does not match the date format"],
         id="time-in-a-date",
     ),
     pytest.param(
         with_(patient, deceasedDateTime="2094-03-05T00:00:00"),
-        ["Patient.deceasedDateTime: '2094-03-05T00:00:00' does not match the dateTime format"],
+        ["Patient.deceasedDateTime: a text of 19 characters does not match the dateTime format"],
         id="dateTime-without-offset",
     ),
     pytest.param(
         with_(patient, deceasedDateTime="2094-03-05 00:00:00"),
-        ["Patient.deceasedDateTime: '2094-03-05 00:00:00' does not match the dateTime format"],
+        ["Patient.deceasedDateTime: a text of 19 characters does not match the dateTime format"],
         id="dateTime-with-a-space",
     ),
     pytest.param(
         with_(patient, meta={"lastUpdated": "2024-01-01"}),
-        ["Patient.meta.lastUpdated: '2024-01-01' does not match the instant format"],
+        ["Patient.meta.lastUpdated: a text of 10 characters does not match the instant format"],
         id="instant-without-time",
     ),
     pytest.param(
         with_(patient, id="not a valid id!"),
-        ["Patient.id: 'not a valid id!' does not match the id format"],
+        ["Patient.id: a text of 15 characters does not match the id format"],
         id="bad-id",
     ),
     pytest.param(
         with_(patient, id="x" * 65),
-        [f"Patient.id: '{'x' * 65}' does not match the id format"],
+        ["Patient.id: a text of 65 characters does not match the id format"],
         id="id-too-long",
     ),
     pytest.param(
@@ -313,7 +313,7 @@ INVALID = [
     ),
     pytest.param(
         with_(encounter, status="done"),
-        [f"Encounter.status: 'done' is not one of {ENCOUNTER_STATUSES}"],
+        [f"Encounter.status: a text of 4 characters is not one of {ENCOUNTER_STATUSES}"],
         id="encounter-status-not-in-value-set",
     ),
     pytest.param(
@@ -323,13 +323,13 @@ INVALID = [
     ),
     pytest.param(
         with_(procedure, status="done"),
-        [f"Procedure.status: 'done' is not one of {EVENT_STATUSES}"],
+        [f"Procedure.status: a text of 4 characters is not one of {EVENT_STATUSES}"],
         id="binding-the-schema-leaves-open",
     ),
     pytest.param(
         with_(medication_request, intent="wish"),
         [
-            "MedicationRequest.intent: 'wish' is not one of proposal, plan, order, "
+            "MedicationRequest.intent: a text of 4 characters is not one of proposal, plan, order, "
             "original-order, reflex-order, filler-order, instance-order, option"
         ],
         id="medication-request-intent",
@@ -371,7 +371,7 @@ INVALID = [
             observation,
             component=[{"code": {"text": "count"}, "valueInteger": 1.5}],
         ),
-        ["Observation.component[0].valueInteger: must be an integer, not the number 1.5"],
+        ["Observation.component[0].valueInteger: must be an integer, not a decimal number"],
         id="decimal-for-integer",
     ),
     pytest.param(
@@ -380,7 +380,8 @@ INVALID = [
             contained=[{"resourceType": "Medication", "status": "gone"}, {"id": "x"}],
         ),
         [
-            "MedicationRequest.contained[0].status: 'gone' is not one of active, inactive, "
+            "MedicationRequest.contained[0].status: a text of 4 characters is not one of active,"
+            " inactive, "
             "entered-in-error",
             "MedicationRequest.contained[1].resourceType: required element missing",
         ],
@@ -389,11 +390,19 @@ INVALID = [
     pytest.param(
         with_(encounter, status="done", subject="Patient/1", period={"start": "yesterday"}),
         [
-            f"Encounter.status: 'done' is not one of {ENCOUNTER_STATUSES}",
-            "Encounter.period.start: 'yesterday' does not match the dateTime format",
-            "Encounter.subject: must be an object (Reference), not the string 'Patient/1'",
+            f"Encounter.status: a text of 4 characters is not one of {ENCOUNTER_STATUSES}",
+            "Encounter.period.start: a text of 9 characters does not match the dateTime format",
+            "Encounter.subject: must be an object (Reference), not a text of 9 characters",
         ],
         id="every-fault-listed",
+    ),
+    pytest.param(
+        with_(patient, multipleBirthInteger=2**31),
+        [
+            "Patient.multipleBirthInteger: a whole number of 10 digits is out of range for"
+            " integer (-2,147,483,648 to 2,147,483,647)"
+        ],
+        id="integer-out-of-range",
     ),
     pytest.param({"gender": "male"}, ["resourceType: required element missing"], id="no-type"),
     pytest.param(
@@ -411,6 +420,22 @@ INVALID = [
 def test_invalid_resources_name_the_element(validator, resource, messages):
     assert validator.validate(resource) == messages
     assert not validator.is_valid(resource)
+
+
+def test_messages_describe_values_by_their_shape_never_quote_them(validator):
+    """Values come from the source: a message names the element and the kind of fault."""
+    planted = {
+        "gender": "Zorglub-7731",
+        "birthDate": "Quux-2291-13-45",
+        "active": "Blorp-5512",
+        "multipleBirthInteger": 98765432109,
+        "name": [{"family": "Fnordsson", "given": [7731]}],
+    }
+    messages = validator.validate({"resourceType": "Patient", **planted})
+    assert len(messages) == len(planted)
+    text = " ".join(messages)
+    for value in ("Zorglub", "7731", "Quux", "2291", "Blorp", "98765432109", "Fnordsson"):
+        assert value not in text, (value, messages)
 
 
 def test_a_primitive_given_by_its_extension_alone_is_present(validator):
@@ -486,7 +511,9 @@ def test_fresh_process_needs_no_cache_or_writable_directory(tmp_path):
         cwd=tmp_path,
         timeout=60,
     )
-    assert done.stdout.strip() == f"[\"Patient.gender: 'x' is not one of {GENDERS}\"]"
+    assert (
+        done.stdout.strip() == f"['Patient.gender: a text of 1 character is not one of {GENDERS}']"
+    )
     assert list(home.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
 

@@ -98,9 +98,7 @@ def load_folder(
         with conn.cursor() as cur:
             if replace:
                 cur.execute(
-                    sql.SQL("TRUNCATE {}").format(
-                        sql.SQL(", ").join(map(sql.Identifier, files))
-                    )
+                    sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(sql.Identifier, files)))
                 )
             for table, path in files.items():
                 counts[table] = copy_file(cur, table, path)
