@@ -3,10 +3,14 @@
 `docker-compose config` (Debian's docker-compose package) validates and resolves
 the file; the tests then read the resolved stack and check that it holds the parts
 DESIGN.md promises (Kafka in KRaft mode, Connect with its two plugins, PostgreSQL
-with the MIMIC schema, MongoDB as the FHIR store, SFTP, the four services from one
-image) wired in the right order, and that every ${VAR} it uses has a default or a
-line in .env.example. Compose always runs here with a clean environment and an
-explicit env file, so that a developer's `.env` or shell cannot change the result.
+with the MIMIC schema, MongoDB as the FHIR store, SFTP, Keycloak, the four services
+from one image) wired in the right order, and that every ${VAR} it uses has a
+default or a line in .env.example, but the secrets: those have no default at all
+(${VAR:?...}), Compose refuses to run without them, and .env.example's "Docker
+Compose" block names them. Only the API and Keycloak are published; each service
+logs in to the databases with a role of its own. Compose always runs here with a
+clean environment and an explicit env file, so that a developer's `.env` or shell
+cannot change the result.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
@@ -27,9 +32,42 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 CONNECT_DIR = ROOT / "docker" / "connect"
 
+DOCKER_POSTGRES = ROOT / "docker" / "postgres"
+DOCKER_MONGO = ROOT / "docker" / "mongo"
+REALM_FILE = ROOT / "infra" / "keycloak" / "fhir-river-realm.json"
+CDC_CONNECTOR = ROOT / "kafka_connect_connectors" / "sources" / "mimic-postgres-cdc.json"
+
 APP_SERVICES = ("api", "extractor", "transformer", "loader")
-STACK = {"kafka", "connect", "postgres", "mongo", "sftp", *APP_SERVICES}
+STACK = {"kafka", "connect", "postgres", "mongo", "sftp", "keycloak", *APP_SERVICES}
 TOPICS = {"batch", "extract", "transform", "load", "errors"}
+# What a Compose user must set (.env.example, "Docker Compose"): no default anywhere.
+SECRETS = {
+    "POSTGRES_SUPERUSER_PASSWORD",
+    "SOURCE_READER_PASSWORD",
+    "SOURCE_CDC_PASSWORD",
+    "SOURCE_OWNER_PASSWORD",
+    "STORE_OWNER_PASSWORD",
+    "MONGO_INITDB_ROOT_PASSWORD",
+    "SFTP_UPLOAD_PASSWORD",
+    "KC_BOOTSTRAP_ADMIN_PASSWORD",
+    "RIVER_SCRIPTS_CLIENT_SECRET",
+}
+# The passwords of the services' database roles, which PostgreSQL's init script sets.
+ROLE_SECRETS = (
+    "SOURCE_READER_PASSWORD",
+    "SOURCE_CDC_PASSWORD",
+    "SOURCE_OWNER_PASSWORD",
+    "STORE_OWNER_PASSWORD",
+)
+# Credentials of an optional outside service, empty unless it is used: no password to
+# guess, so an empty default is allowed.
+OPTIONAL_CREDENTIALS = {"PYROG_PASSWORD"}
+# The values the tests give the secrets (letters, digits, -: fit for URLs).
+SECRET_VALUES = {name: f"test-{name.lower().replace('_', '-')}" for name in SECRETS}
+# Only these reach the host: (published, target) ports.
+PUBLISHED = {"api": {("3000", "3000")}, "keycloak": {("8180", "8080")}}
+ISSUER = "http://localhost:8180/realms/fhir-river"
+JWKS_URL = "http://keycloak:8080/realms/fhir-river/protocol/openid-connect/certs"
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 UNSET_WARNING = re.compile(r"variable is not set", re.IGNORECASE)
@@ -99,21 +137,55 @@ def env_example() -> dict[str, str]:
     return values
 
 
-@pytest.fixture(scope="module")
-def empty_env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("compose") / "empty.env"
-    path.write_text("")
+def env_example_block(heading: str) -> str:
+    """The lines of .env.example under `# --- <heading> ---`, up to the next heading."""
+    text = ENV_EXAMPLE.read_text()
+    match = re.search(rf"^# --- {re.escape(heading)} -+\n(.*?)(?=^# --- |\Z)", text, re.M | re.S)
+    assert match, f".env.example has no block {heading!r}"
+    return match.group(1)
+
+
+def compose_variables() -> list[tuple[str, str, str]]:
+    """(name, operator, default or message) of every ${VAR} of docker-compose.yml
+    outside comments."""
+    lines = COMPOSE_FILE.read_text().splitlines()
+    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    text = text.replace("$$", "")  # an escaped $, not a variable
+    return VARIABLE.findall(text)
+
+
+def write_env_file(path: Path, *, with_example: bool, secrets: set[str]) -> Path:
+    """An env file: .env.example's lines (or none), then the given secrets' test values."""
+    lines = [ENV_EXAMPLE.read_text()] if with_example else []
+    lines += [f"{name}={SECRET_VALUES[name]}" for name in sorted(secrets)]
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
 @pytest.fixture(scope="module")
-def stack() -> dict[str, Any]:
-    """The resolved docker-compose.yml (with .env.example's values), as data."""
+def env_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("compose")
+
+
+@pytest.fixture(scope="module")
+def empty_env_file(env_dir: Path) -> Path:
+    return write_env_file(env_dir / "empty.env", with_example=False, secrets=set())
+
+
+@pytest.fixture(scope="module")
+def secrets_env_file(env_dir: Path) -> Path:
+    """.env.example plus the secrets a Compose user sets in .env."""
+    return write_env_file(env_dir / "secrets.env", with_example=True, secrets=SECRETS)
+
+
+@pytest.fixture(scope="module")
+def stack(secrets_env_file: Path) -> dict[str, Any]:
+    """The resolved docker-compose.yml (.env.example's values and the secrets), as data."""
     # Compose v2 prints JSON; v1 does not know --format (it prints its usage, exit 0).
-    done = run_compose("config", "--format", "json", env_file=ENV_EXAMPLE)
+    done = run_compose("config", "--format", "json", env_file=secrets_env_file)
     if done.returncode == 0 and done.stdout.lstrip().startswith("{"):
         return json.loads(done.stdout)
-    done = run_compose("config", env_file=ENV_EXAMPLE)  # Compose v1: YAML only
+    done = run_compose("config", env_file=secrets_env_file)  # Compose v1: YAML only
     assert done.returncode == 0, done.stderr
     return yaml_to_data(done.stdout)
 
@@ -170,6 +242,12 @@ def command(svc: dict[str, Any]) -> list[str]:
     return cmd.split() if isinstance(cmd, str) else [str(c) for c in cmd]
 
 
+def url_login(url: str) -> tuple[str, str]:
+    """(user, password) of a database URL."""
+    parts = urlsplit(url)
+    return unquote(parts.username or ""), unquote(parts.password or "")
+
+
 def build_context(svc: dict[str, Any]) -> Path:
     build = svc.get("build")
     assert build, "the service is not built from this checkout"
@@ -180,27 +258,72 @@ def build_context(svc: dict[str, Any]) -> Path:
 # --------------------------------------------------------------------------- #
 # The file resolves
 # --------------------------------------------------------------------------- #
-def test_config_resolves_with_env_example() -> None:
-    done = run_compose("config", "--quiet", env_file=ENV_EXAMPLE)
+def test_config_resolves_with_the_secrets_set(secrets_env_file: Path) -> None:
+    done = run_compose("config", "--quiet", env_file=secrets_env_file)
     assert done.returncode == 0, f"docker-compose config failed:\n{done.stderr}"
     assert not UNSET_WARNING.search(done.stderr), done.stderr
 
 
-def test_config_resolves_without_any_setting(empty_env_file: Path) -> None:
-    """No .env at all: every variable falls back to its default, none is left blank."""
-    done = run_compose("config", "--quiet", env_file=empty_env_file)
+def test_config_resolves_with_nothing_but_the_secrets(env_dir: Path) -> None:
+    """No other setting: every other variable falls back to its default, none is blank."""
+    env_file = write_env_file(env_dir / "only-secrets.env", with_example=False, secrets=SECRETS)
+    done = run_compose("config", "--quiet", env_file=env_file)
     assert done.returncode == 0, f"docker-compose config failed:\n{done.stderr}"
     assert not UNSET_WARNING.search(done.stderr), done.stderr
+
+
+@pytest.mark.parametrize("env", ["empty", "env.example"])
+def test_config_refuses_to_run_without_the_secrets(env: str, empty_env_file: Path) -> None:
+    """No secret has a default: neither nothing at all nor .env.example (whose local-stack
+    passwords are not Compose's) lets Compose resolve the file."""
+    done = run_compose(
+        "config", "--quiet", env_file=empty_env_file if env == "empty" else ENV_EXAMPLE
+    )
+    assert done.returncode != 0, "docker-compose config resolved the file without any secret"
+    named = re.findall(r"set (\w+) in \.env", done.stderr)
+    assert named and set(named) <= SECRETS, done.stderr
+
+
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_each_secret_is_required_by_name(missing: str, env_dir: Path) -> None:
+    env_file = write_env_file(
+        env_dir / f"without-{missing}.env", with_example=True, secrets=SECRETS - {missing}
+    )
+    done = run_compose("config", "--quiet", env_file=env_file)
+    assert done.returncode != 0, f"docker-compose config resolved the file without {missing}"
+    assert f"set {missing} in .env" in done.stderr, done.stderr
+
+
+def test_no_password_has_a_default() -> None:
+    """Every password or secret Compose reads is ${VAR:?set VAR in .env}; the set is
+    SECRETS, each listed, empty and commented, in .env.example's "Docker Compose"
+    block and given no value anywhere else in .env.example."""
+    required = set()
+    for name, operator, rest in compose_variables():
+        if operator in (":?", "?"):
+            assert operator == ":?", f"${{{name}?...}}: an empty value would pass, use :?"
+            assert rest == f"set {name} in .env", f"${{{name}:?{rest}}}: say `set {name} in .env`"
+            required.add(name)
+        elif re.search(r"PASSWORD|SECRET", name):
+            assert name in OPTIONAL_CREDENTIALS and operator in ("-", ":-") and rest == "", (
+                f"${{{name}}} is a secret with a default (or none): make it ${{{name}:?set"
+                f" {name} in .env}}"
+            )
+    assert required == SECRETS
+    block = env_example_block("Docker Compose")
+    documented = set(re.findall(r"^# ([A-Z][A-Z0-9_]*)=$", block, re.M))
+    assert documented == SECRETS, "the Docker Compose block of .env.example must list the secrets"
+    settings = env_example()
+    assert not SECRETS & set(settings), "a Compose secret has a value in .env.example"
 
 
 def test_every_variable_has_a_default_or_is_in_env_example() -> None:
-    lines = COMPOSE_FILE.read_text().splitlines()
-    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
-    text = text.replace("$$", "")  # an escaped $, not a variable
     settings = env_example()
-    used = VARIABLE.findall(text)
+    used = compose_variables()
     assert used, "docker-compose.yml reads no setting at all"
     for name, operator, default in used:
+        if operator == ":?":
+            continue  # a secret: test_no_password_has_a_default
         has_default = operator in ("-", ":-")
         assert has_default or name in settings, (
             f"${{{name}}} has no default and is not in .env.example"
@@ -209,6 +332,19 @@ def test_every_variable_has_a_default_or_is_in_env_example() -> None:
             assert default == settings[name], (
                 f"${{{name}:-{default}}}: the default is not .env.example's {settings[name]!r}"
             )
+
+
+def test_no_container_is_given_a_password_it_was_not_meant_to_have(
+    stack: dict[str, Any],
+) -> None:
+    """Every password or secret in a container's environment is one of the secrets (or
+    blank): none comes from a default, nor from .env.example's local-stack values
+    through env_file."""
+    allowed = {"", *SECRET_VALUES.values()}
+    for name, svc in stack["services"].items():
+        for key, value in environment(svc).items():
+            if re.search(r"PASSWORD|SECRET", key):
+                assert value in allowed, f"{name} has {key}={value!r}, not a secret of .env"
 
 
 # --------------------------------------------------------------------------- #
@@ -252,8 +388,10 @@ def test_kafka_runs_in_kraft_mode(stack: dict[str, Any]) -> None:
     assert env["CLUSTER_ID"]
     assert not any("ZOOKEEPER" in key for key in env)
     assert "zookeeper" not in stack["services"]
-    assert "INTERNAL://kafka:19092" in env["KAFKA_ADVERTISED_LISTENERS"]
-    assert ("9092", "9092") in ports(kafka)
+    assert env["KAFKA_ADVERTISED_LISTENERS"] == "INTERNAL://kafka:19092", (
+        "Kafka is for the Compose network only: no listener advertised to the host"
+    )
+    assert "19092" in [str(p) for p in kafka.get("expose") or []]
     assert kafka.get("healthcheck"), "the services wait for Kafka to be healthy"
 
 
@@ -305,15 +443,166 @@ def test_api_publishes_port_3000(stack: dict[str, Any]) -> None:
     assert api.get("healthcheck")
 
 
+def test_only_the_api_and_keycloak_are_published(stack: dict[str, Any]) -> None:
+    """Kafka, Connect's REST API, PostgreSQL, MongoDB, SFTP...: the Compose network only."""
+    for name, svc in stack["services"].items():
+        assert ports(svc) == PUBLISHED.get(name, set()), (
+            f"{name} publishes {sorted(ports(svc))}: only the API (3000) and Keycloak's login"
+            " page (8180) reach the host; use `expose:`"
+        )
+
+
 def test_services_reach_each_other_by_name_and_store_in_mongodb(stack: dict[str, Any]) -> None:
     assert service(stack, "mongo")["image"].startswith("mongo:")
     for name in APP_SERVICES:
         env = environment(service(stack, name))
-        assert env["FHIR_STORE_URL"].startswith("mongodb://mongo:27017/"), name
+        store = urlsplit(env["FHIR_STORE_URL"])
+        assert (store.scheme, store.hostname, store.port) == ("mongodb", "mongo", 27017), name
+        assert store.path == "/fhirstore", name
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:19092", name
         assert env["KAFKA_CONNECT_URL"] == "http://connect:8083", name
-        assert "@postgres:5432/mimic" in env["SOURCE_DB_URL"], name
+        # Only the extractor and the API read the source.
+        if name in ("api", "extractor"):
+            assert "@postgres:5432/mimic" in env["SOURCE_DB_URL"], name
+        else:
+            assert not env.get("SOURCE_DB_URL"), f"{name} needs no access to the source"
+        # .env.example's local-stack addresses (env_file) are all overridden.
         assert "127.0.0.1" not in " ".join(env.values()), f"{name} points at 127.0.0.1"
+
+
+def test_the_api_trusts_the_compose_keycloak(stack: dict[str, Any]) -> None:
+    """Tokens say the issuer browsers and the CLI reach (KC_HOSTNAME, localhost:8180);
+    the API fetches the keys by the service's name. Set in `environment:`, over
+    .env.example's OIDC_ISSUER of the local stack (127.0.0.1), for every service."""
+    keycloak = service(stack, "keycloak")
+    kc_env = environment(keycloak)
+    realm = json.loads(REALM_FILE.read_text())["realm"]
+    assert f"{kc_env['KC_HOSTNAME']}/realms/{realm}" == ISSUER
+    ((_, target),) = ports(keycloak)
+    assert JWKS_URL.startswith(f"http://keycloak:{target}/realms/{realm}/")
+    assert env_example()["OIDC_ISSUER"] != ISSUER  # so Compose must override it
+    for name in APP_SERVICES:
+        env = environment(service(stack, name))
+        assert env["API_AUTH"] == "oidc", name
+        assert env["OIDC_ISSUER"] == ISSUER, name
+        assert env["OIDC_JWKS_URL"] == JWKS_URL, name
+        assert env["OIDC_AUDIENCE"] == "fhir-river", name
+    assert depends_on(service(stack, "api")).get("keycloak") == "service_healthy"
+
+
+def test_keycloak_imports_the_local_stacks_realm(stack: dict[str, Any]) -> None:
+    keycloak = service(stack, "keycloak")
+    version = re.search(r"KEYCLOAK_VERSION:=([\d.]+)", (ROOT / "infra" / "keycloak.sh").read_text())
+    assert version, "infra/keycloak.sh names no KEYCLOAK_VERSION"
+    assert keycloak["image"] == f"quay.io/keycloak/keycloak:{version.group(1)}"
+    cmd = command(keycloak)
+    assert cmd[0] in ("start-dev", "start") and "--import-realm" in cmd
+    realm_mounts = [target for source, target in mounts(keycloak) if Path(source) == REALM_FILE]
+    assert realm_mounts, "keycloak must mount infra/keycloak/fhir-river-realm.json"
+    assert realm_mounts[0].startswith("/opt/keycloak/data/import/")
+    env = environment(keycloak)
+    assert env["KC_BOOTSTRAP_ADMIN_PASSWORD"] == SECRET_VALUES["KC_BOOTSTRAP_ADMIN_PASSWORD"]
+    assert env["RIVER_SCRIPTS_CLIENT_SECRET"] == SECRET_VALUES["RIVER_SCRIPTS_CLIENT_SECRET"]
+    assert env["KC_HEALTH_ENABLED"] == "true"
+    assert env["KC_HOSTNAME_BACKCHANNEL_DYNAMIC"] == "true"
+    assert "/health/ready" in " ".join(keycloak["healthcheck"]["test"])
+    # The realm file holds a placeholder, filled from Keycloak's environment at import.
+    clients = {c["clientId"]: c for c in json.loads(REALM_FILE.read_text())["clients"]}
+    assert clients["river-scripts"]["secret"] == "${RIVER_SCRIPTS_CLIENT_SECRET}"
+
+
+def test_mongodb_requires_authentication(stack: dict[str, Any]) -> None:
+    mongo = service(stack, "mongo")
+    env = environment(mongo)
+    assert env["MONGO_INITDB_ROOT_USERNAME"]
+    assert env["MONGO_INITDB_ROOT_PASSWORD"] == SECRET_VALUES["MONGO_INITDB_ROOT_PASSWORD"]
+    assert env["STORE_OWNER_PASSWORD"] == SECRET_VALUES["STORE_OWNER_PASSWORD"]
+    init = {Path(source): target for source, target in mounts(mongo)}
+    script = DOCKER_MONGO / "10-fhir-river.js"
+    assert init.get(script, "").startswith("/docker-entrypoint-initdb.d/")
+    text = script.read_text()
+    assert "createUser" in text and '"river_store"' in text
+    assert 'role: "readWrite"' in text and "process.env.STORE_OWNER_PASSWORD" in text
+    for name in APP_SERVICES:
+        url = environment(service(stack, name))["FHIR_STORE_URL"]
+        assert url_login(url) == ("river_store", SECRET_VALUES["STORE_OWNER_PASSWORD"]), name
+        assert parse_qs(urlsplit(url).query).get("authSource") == ["fhirstore"], name
+
+
+def test_each_service_logs_in_with_its_own_role(stack: dict[str, Any]) -> None:
+    """Read-only on the source for the extractor and the API, replication for Debezium,
+    the tables' owner for the seed, the store's role for the store: never a superuser."""
+    reader = ("river_source_reader", SECRET_VALUES["SOURCE_READER_PASSWORD"])
+    for name in ("api", "extractor"):
+        assert url_login(environment(service(stack, name))["SOURCE_DB_URL"]) == reader, name
+    seed = environment(service(stack, "seed"))["SOURCE_DB_URL"]
+    assert url_login(seed) == ("river_source_owner", SECRET_VALUES["SOURCE_OWNER_PASSWORD"])
+    connect = environment(service(stack, "connect"))
+    assert (connect["POSTGRES_USER"], connect["POSTGRES_PASSWORD"]) == (
+        "river_source_cdc",
+        SECRET_VALUES["SOURCE_CDC_PASSWORD"],
+    )
+    connector = json.loads(CDC_CONNECTOR.read_text())["config"]
+    assert connector["database.user"] == "${env:POSTGRES_USER}"
+    assert connector["database.password"] == "${env:POSTGRES_PASSWORD}"
+    # PostgreSQL makes each role with the password its service is given.
+    postgres = environment(service(stack, "postgres"))
+    assert postgres["POSTGRES_USER"] == "postgres"
+    assert postgres["POSTGRES_PASSWORD"] == SECRET_VALUES["POSTGRES_SUPERUSER_PASSWORD"]
+    for secret in ROLE_SECRETS:
+        assert postgres[secret] == SECRET_VALUES[secret], secret
+    # Nobody logs in as the superuser or MongoDB's root.
+    root = environment(service(stack, "mongo"))["MONGO_INITDB_ROOT_USERNAME"]
+    for name, svc in stack["services"].items():
+        for key, value in environment(svc).items():
+            if key.endswith("_URL") and "://" in value and "@" in value:
+                assert url_login(value)[0] not in ("postgres", root), f"{name} {key}"
+
+
+def test_the_roles_are_made_with_least_privilege() -> None:
+    roles = (DOCKER_POSTGRES / "10-fhir-river.sh").read_text()
+    source = (DOCKER_POSTGRES / "30-fhir-river-source.sh").read_text()
+    for role in ("river_source_reader", "river_source_owner", "river_store"):
+        assert f"'{role}'" in roles, f"10-fhir-river.sh does not make {role}"
+    assert "CREATE ROLE %I LOGIN REPLICATION PASSWORD %L', 'river_source_cdc'" in roles
+    for word in ("SUPERUSER", "CREATEDB", "CREATEROLE", "BYPASSRLS"):
+        assert word not in roles + source, f"a role is made with {word}"
+    for secret in ROLE_SECRETS:  # through psql's environment, not its command line
+        assert re.search(rf"^\\getenv \w+ {secret}$", roles, re.M), f"10-fhir-river.sh: {secret}"
+    assert "CREATE DATABASE %I OWNER river_store" in roles
+    # The readers read, nothing more; the owner owns the tables.
+    assert (
+        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO river_source_reader, river_source_cdc"
+        in source
+    )
+    assert "GRANT SELECT ON TABLES TO river_source_reader, river_source_cdc" in source
+    assert not re.search(r"GRANT (?!SELECT|USAGE|CONNECT)[^;]*river_source_(reader|cdc)", source)
+    assert "OWNER TO river_source_owner" in source
+    assert "REVOKE ALL ON DATABASE %I FROM PUBLIC" in source
+
+
+def test_debezium_finds_its_publication_ready(stack: dict[str, Any]) -> None:
+    """The replication role owns no table, so it cannot create the publication or set
+    REPLICA IDENTITY: the init script does both, for the connector's tables, and
+    Debezium (filtered mode) finds them as it wants them."""
+    connector = json.loads(CDC_CONNECTOR.read_text())["config"]
+    assert connector["publication.autocreate.mode"] == "filtered"
+    script = (DOCKER_POSTGRES / "30-fhir-river-source.sh").read_text()
+    publication = re.search(r"^publication=(\S+)$", script, re.M)
+    tables = re.search(r'^cdc_tables="([^"]+)"$', script, re.M)
+    assert publication and tables
+    assert publication.group(1) == connector["publication.name"]
+    listed = re.fullmatch(r"public\\\.\(([\w|]+)\)", connector["table.include.list"])
+    assert listed, connector["table.include.list"]
+    assert set(tables.group(1).split()) == set(listed.group(1).split("|"))
+    assert connector["replica.identity.autoset.values"].endswith(":FULL")
+    assert "REPLICA IDENTITY FULL" in script and "CREATE PUBLICATION %I FOR TABLE" in script
+    postgres = service(stack, "postgres")
+    init = {Path(source): target for source, target in mounts(postgres)}
+    schema = init[ROOT / "test" / "utils" / "mimic_schema.sql"]
+    assert init[DOCKER_POSTGRES / "30-fhir-river-source.sh"] > schema, (
+        "the source's privileges and publication come after the schema"
+    )
 
 
 def test_services_start_after_kafka_and_the_stores(stack: dict[str, Any]) -> None:
@@ -329,7 +618,7 @@ def test_services_start_after_kafka_and_the_stores(stack: dict[str, Any]) -> Non
 def test_connect_is_built_with_both_plugins(stack: dict[str, Any]) -> None:
     connect = service(stack, "connect")
     assert build_context(connect) == CONNECT_DIR
-    assert ("8083", "8083") in ports(connect)
+    assert "8083" in [str(p) for p in connect.get("expose") or []]
     env = environment(connect)
     assert env["BOOTSTRAP_SERVERS"] == "kafka:19092"
     for key in ("GROUP_ID", "CONFIG_STORAGE_TOPIC", "OFFSET_STORAGE_TOPIC", "STATUS_STORAGE_TOPIC"):
@@ -377,7 +666,7 @@ def test_postgres_is_logical_with_the_mimic_schema(stack: dict[str, Any]) -> Non
     assert script and script[0].startswith("/docker-entrypoint-initdb.d/")
     assert script[0] < schema[0], "fhirstore is created before the schema runs"
     assert "CREATE DATABASE" in (ROOT / "docker" / "postgres" / "10-fhir-river.sh").read_text()
-    assert ("5432", "5432") in ports(postgres)
+    assert "5432" in [str(p) for p in postgres.get("expose") or []]
     assert "127.0.0.1" in " ".join(postgres["healthcheck"]["test"]), (
         "the healthcheck must go over TCP: the image's init phase listens on the socket only"
     )
@@ -391,17 +680,24 @@ def test_seed_writes_example_data_once_postgres_is_ready(stack: dict[str, Any]) 
     assert str(seed.get("restart", "no")) == "no"
     text = (ROOT / "docker" / "seed.py").read_text()
     assert "create_records_db.py" in text and "--patients" in text
+    # The generator learns from the demo the repository ships (gzip'd), mounted where
+    # MIMIC_DEMO_DIR points: the image leaves test/ out, but test/utils.
+    demo = {target: Path(source) for source, target in mounts(seed)}
+    assert demo[environment(seed)["MIMIC_DEMO_DIR"]] == ROOT / "test" / "data" / "mimic-iii-demo"
+    assert sorted(p.name for p in demo[environment(seed)["MIMIC_DEMO_DIR"]].glob("*.csv.gz"))
 
 
 def test_sftp_has_the_user_and_upload_folders(stack: dict[str, Any]) -> None:
     settings = env_example()
     sftp = service(stack, "sftp")
     assert sftp["image"].startswith("atmoz/sftp")
-    assert ("2222", "22") in ports(sftp)
+    assert "22" in [str(p) for p in sftp.get("expose") or []]
     users = command(sftp)
     assert len(users) == 1
     user, password, _uid, _gid, folders = users[0].split(":")
-    assert (user, password) == (settings["SFTP_USER"], settings["SFTP_PASSWORD"])
+    assert (user, password) == (settings["SFTP_USER"], SECRET_VALUES["SFTP_UPLOAD_PASSWORD"])
+    connect = environment(service(stack, "connect"))
+    assert (connect["SFTP_USER"], connect["SFTP_PASSWORD"]) == (user, password)
     assert set(folders.split(",")) == {"upload/data", "upload/error", "upload/finished"}
 
 
