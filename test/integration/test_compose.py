@@ -2,7 +2,7 @@
 
 `docker-compose config` (Debian's docker-compose package) validates and resolves
 the file; the tests then read the resolved stack and check that it holds the parts
-DESIGN.md promises (Kafka in KRaft mode, Connect with its two plugins, PostgreSQL
+docs/architecture.md describes (Kafka in KRaft mode, Connect with its two plugins, PostgreSQL
 with the MIMIC schema, MongoDB as the FHIR store, SFTP, Keycloak, the four services
 from one image) wired in the right order, and that every ${VAR} it uses has a
 default or a line in .env.example, but the secrets: those have no default at all

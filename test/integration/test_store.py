@@ -3,7 +3,7 @@
 PostgreSQL runs in a scratch database of the local stack; MongoDB runs on
 FerretDB (`bash infra/start.sh ferretdb`; `make test` starts it), in a scratch
 database dropped after each test, with bulk commands of 40 documents as
-STACK.md demands. Data stay small: FerretDB is a wire-protocol check, not a
+docs/operations.md demands. Data stay small: FerretDB is a wire-protocol check, not a
 store. What the backends must agree on is what the services and the API see:
 created / updated / replayed, the batch counters and status, errors, reads
 and searches.

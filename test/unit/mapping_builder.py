@@ -1,4 +1,4 @@
-"""Small Pyrog exports written in tests, in the export format of MAPPING.md.
+"""Small Pyrog exports written in tests, in the export format of docs/mapping.md.
 
 export = ExportBuilder()
 patient = export.resource("Patient", "patients", "subject_id")

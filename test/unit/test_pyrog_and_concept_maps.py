@@ -1,5 +1,5 @@
 """Pyrog's GraphQL API and FHIR ConceptMaps, read over HTTP from a local server
-that answers as those APIs do (MAPPING.md documents both exchanges)."""
+that answers as those APIs do (docs/mapping.md documents both exchanges)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Cleaning and merging scripts (MAPPING.md, Scripts) and the script registry."""
+"""Cleaning and merging scripts (docs/mapping.md, Scripts) and the script registry."""
 
 from __future__ import annotations
 

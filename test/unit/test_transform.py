@@ -1,4 +1,4 @@
-"""Each rule of MAPPING.md, on records written by hand (no database)."""
+"""Each rule of docs/mapping.md, on records written by hand (no database)."""
 
 from __future__ import annotations
 
