@@ -16,9 +16,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from adapters import metrics
 from adapters.store import StoreUnavailable
 from river import events
 from river.errors import RiverError, SourceUnavailable
@@ -290,6 +298,8 @@ class Message:
     offset: int
     key: bytes | None
     value: bytes | None
+    # When Kafka took the message (seconds since the epoch; None: unknown).
+    timestamp: float | None = None
 
 
 class Output:
@@ -297,17 +307,26 @@ class Output:
     Kafka's acknowledgements) before committing the consumed offsets; a handler
     that produces a lot may flush on its way."""
 
-    def __init__(self, producer: EventProducer, stopping: Callable[[], bool]) -> None:
+    def __init__(
+        self, producer: EventProducer, stopping: Callable[[], bool], service: str = ""
+    ) -> None:
         self._producer = producer
         self.stopping = stopping  # True once SIGTERM came: long handlers give up
+        self.service = service
         self.sent = 0
+        self._counts: dict[str, int] = {}  # topic -> sent since the last flush
 
     def send(self, topic: str, key: bytes | None, event: events.Event) -> None:
         self._producer.send(topic, key, event)
         self.sent += 1
+        self._counts[topic] = self._counts.get(topic, 0) + 1
 
     def flush(self) -> None:
         self._producer.flush()
+        # Counted once Kafka has them (fhir_river_messages_produced_total).
+        for topic, count in self._counts.items():
+            metrics.PRODUCED.labels(self.service, topic).inc(count)
+        self._counts.clear()
 
 
 Handler = Callable[[list[Message], Output], None]
@@ -417,11 +436,17 @@ def _run_service(
 ) -> None:
     producer = EventProducer(settings)
     refusals = Refusals(settings)
+    names = {topic_name(settings, topic): topic for topic in config.topics}
+    names.update({topic: topic for topic in config.external_topics})
     consumer = Consumer(
         kafka_config(
             settings,
             **{
                 "error_cb": refusals,
+                # The consumer lag per partition (fhir_river_consumer_lag_messages),
+                # from librdkafka's own statistics: no request of its own.
+                "statistics.interval.ms": 5000,
+                "stats_cb": metrics.lag_reporter(config.name, names),
                 "group.id": group_name(settings, config.name),
                 # A process killed leaves its group after this long without heartbeats:
                 # its partitions go to its copies, and GET /health names it as down.
@@ -442,11 +467,11 @@ def _run_service(
             },
         )
     )
-    names = {topic_name(settings, topic): topic for topic in config.topics}
-    names.update({topic: topic for topic in config.external_topics})
     consumer.subscribe(list(names))
-    loop = _Loop(config, handle, Output(producer, stop.is_set), consumer, stop)
+    loop = _Loop(config, handle, Output(producer, stop.is_set, config.name), consumer, stop)
     log.info("%s consuming %s", config.name, ", ".join(names))
+    poll_seconds = metrics.POLL_SECONDS.labels(config.name)
+    commit_seconds = metrics.PHASE_SECONDS.labels(config.name, "commit")
     try:
         while not stop.is_set():
             raw = consumer.consume(config.max_batch, config.max_wait)
@@ -456,9 +481,15 @@ def _run_service(
             ]
             if not messages:
                 continue
+            started = time.perf_counter()
+            _count_consumed(config.name, messages)
             if not loop.process(messages):
                 break  # stopped while retrying: nothing committed, the messages come back
+            committing = time.perf_counter()
             _commit(consumer, raw)
+            done = time.perf_counter()
+            commit_seconds.observe(done - committing)
+            poll_seconds.observe(done - started)
             if loop.failures_in_a_row >= config.max_failures:
                 log.error(
                     "%s could not process %d messages in a row: stopping rather than sending"
@@ -485,13 +516,23 @@ def _is_error(config: ServiceConfig, message: Any) -> bool:
     return True
 
 
+def _count_consumed(service: str, messages: list[Message]) -> None:
+    counts: dict[str, int] = {}
+    for message in messages:
+        counts[message.topic] = counts.get(message.topic, 0) + 1
+    for topic, count in counts.items():
+        metrics.CONSUMED.labels(service, topic).inc(count)
+
+
 def _message(names: dict[str, str], message: Any) -> Message:
+    kind, stamp = message.timestamp()
     return Message(
         names.get(message.topic(), message.topic()),
         message.partition(),
         message.offset(),
         message.key(),
         message.value(),
+        stamp / 1000 if kind != TIMESTAMP_NOT_AVAILABLE and stamp > 0 else None,
     )
 
 
@@ -526,10 +567,16 @@ class _Loop:
         pause = 0.5
         while True:
             try:
+                started = time.perf_counter()
                 (handle or self.handle)(messages, self.output)
+                handled = time.perf_counter()
                 self.output.flush()
+                metrics.PHASE_SECONDS.labels(name, "handle").observe(handled - started)
+                metrics.PHASE_SECONDS.labels(name, "flush").observe(time.perf_counter() - handled)
                 if handle is None:
                     self.failures_in_a_row = 0
+                else:
+                    metrics.GIVE_UPS.labels(name).inc(len(messages))
                 return True
             except Interrupted:
                 return False
@@ -539,6 +586,7 @@ class _Loop:
                 if self.stop.is_set():
                     return False
                 log.warning("%s: %s; retrying in %.1f s", name, error, pause)
+                metrics.RETRIES.labels(name).inc()
                 self.wait(pause)
                 pause = min(pause * 2, 10.0)
             except Exception as error:  # a bug or a message nobody can process

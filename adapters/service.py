@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 
+from adapters import metrics
 from adapters.kafka import Failure, Message, Output, where
 from adapters.store import FhirStore, InstanceError, open_store
 from river import events
@@ -28,6 +29,7 @@ def start(name: str, with_engine: bool = True) -> tuple[Settings, Engine | None,
     except RiverError as error:  # a setting or a mapping to fix: one sentence, no trace
         logging.getLogger("river").error("%s cannot start: %s", name, error)
         raise SystemExit(1) from None
+    metrics.serve(settings, name)  # GET /metrics on METRICS_HOST:METRICS_PORT_<NAME>
     # What start-up made lives as long as the process: keep the collector off it.
     gc.freeze()
     return settings, engine, store
@@ -47,6 +49,7 @@ def failed_instance(store: FhirStore, topic: str, stage: str) -> Failure:
             event.batch_id, event.resource_id, event.primary_key_value, stage, reason
         )
         store.record_errors([error])
+        metrics.FAILED.labels(event.resource_id, stage).inc()
         return error
 
     return failure
@@ -61,4 +64,5 @@ def report_failures(
     if failures:
         store.record_errors([failure for _, failure in failures])
         for key, failure in failures:
+            metrics.FAILED.labels(failure.resource_id, failure.stage).inc()
             out.send(events.ERRORS, key, failure)

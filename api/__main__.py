@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from typing import Any
 
 from river.errors import RiverError
@@ -23,6 +24,10 @@ PR_SET_PDEATHSIG = 1
 
 
 def main() -> None:
+    metrics_folder = None
+    if _gunicorn_available() and _metrics_port():
+        # Before prometheus_client is imported: the workers count into files there.
+        metrics_folder = _prepare_multiprocess()
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format="%(asctime)s api[%(process)d] %(levelname)s %(message)s",
@@ -36,7 +41,7 @@ def main() -> None:
         # each worker with a trace. The import also warms the modules the workers inherit.
         from river.engine import Engine
 
-        Engine.from_settings(settings)  # connects to nothing: sources open on first use
+        engine = Engine.from_settings(settings)  # connects to nothing: sources open on first use
     except RiverError as error:
         print(f"api: {error}", file=sys.stderr)
         sys.exit(1)
@@ -49,6 +54,9 @@ def main() -> None:
         logging.getLogger("river.api").warning(
             "gunicorn is not installed: serving with Flask's development server on %s", bind
         )
+        from api.metrics import serve_single
+
+        serve_single(settings, engine)
         create_app(settings).run(host=settings.api_host, port=settings.api_port, threaded=True)
         return
 
@@ -76,11 +84,58 @@ def main() -> None:
             "timeout": 60,
             "graceful_timeout": 20,
             "post_fork": _die_with_the_master,
+            **(_metrics_hooks(settings, engine) if metrics_folder else {}),
             "accesslog": "-",
             "errorlog": "-",
             "loglevel": os.environ.get("LOG_LEVEL", "INFO").lower(),
         }
     ).run()
+    if metrics_folder:
+        from api.metrics import remove_multiprocess
+
+        remove_multiprocess(metrics_folder)
+
+
+def _prepare_multiprocess() -> str:
+    """A fresh folder where each worker writes its metrics' values for the master to add
+    up (PROMETHEUS_MULTIPROC_DIR: made here unless set; emptied either way). It must be
+    set before anything imports prometheus_client: this module imports nothing of it."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        for name in os.listdir(folder):
+            if name.endswith(".db"):
+                os.remove(os.path.join(folder, name))
+    else:
+        folder = tempfile.mkdtemp(prefix="fhir-river-api-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    return folder
+
+
+def _metrics_port() -> int:
+    try:
+        return Settings.load().metrics_port_api
+    except RiverError:
+        return 0  # said below, in one sentence
+
+
+def _gunicorn_available() -> bool:
+    try:
+        import gunicorn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _metrics_hooks(settings: Settings, engine: Any) -> dict[str, Any]:
+    """The master serves the workers' metrics added up (METRICS_PORT_API), once it
+    is ready; a worker that exits leaves its counters and takes its gauges."""
+    from api.metrics import serve_gunicorn, worker_exited
+
+    return {
+        "when_ready": lambda server: serve_gunicorn(settings, engine),
+        "child_exit": lambda server, worker: worker_exited(worker.pid),
+    }
 
 
 def _die_with_the_master(server: Any, worker: Any) -> None:

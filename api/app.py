@@ -40,6 +40,7 @@ from api.fhir import (
 )
 from api.health import check
 from api.inputs import MAX_BODY, drain_body, oversize_error
+from api.metrics import instrument
 from api.openapi import document
 from api.services import Services, services, warm_up
 from river.engine import Engine
@@ -88,6 +89,7 @@ def create_app(
     app.add_url_rule("/health/live", "alive", alive, methods=["GET"])
     app.add_url_rule("/openapi.json", "openapi", openapi, methods=["GET"])
     _register_error_handlers(app)
+    instrument(app)  # first: a refused token is counted and timed too
     app.before_request(_authenticate)
     app.after_request(_audit)  # after_request functions run last registered first
 

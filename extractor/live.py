@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from adapters import metrics
 from adapters.kafka import EventTooLarge, Message, Output
 from adapters.store import CanceledBatches, FhirStore, InstanceError
 from river import events
@@ -45,6 +46,7 @@ class LiveFollower:
         self.sources = sources
         self.by_topic = {topic: source for source in sources for topic in source.topics}
         self.canceled = CanceledBatches(store)
+        self.changed_at: float | None = None  # the poll's earliest change (Kafka's time)
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -70,6 +72,9 @@ class LiveFollower:
             )
 
     def handle(self, messages: list[Message], out: Output) -> None:
+        # The earliest change of the poll stands for all (the latency is not understated).
+        stamps = [message.timestamp for message in messages if message.timestamp]
+        self.changed_at = min(stamps) if stamps else None
         changes: dict[str, list[RowChange]] = defaultdict(list)
         for message in messages:
             source = self.by_topic[message.topic]
@@ -165,6 +170,7 @@ class LiveFollower:
             sent += 1
         out.flush()
         self.store.add_extracted(source.batch_id, resource_id, sent)
+        metrics.EXTRACTED.labels(resource_id).inc(sent)
 
     # --- CSV files ------------------------------------------------------------------------
     def _file(self, source: LiveSource, message: Message, out: Output) -> None:
@@ -218,6 +224,7 @@ class LiveFollower:
                 self._error(out, source, plan.resource_id, file_name, str(error))
             out.flush()
             self.store.add_extracted(source.batch_id, plan.resource_id, sent)
+            metrics.EXTRACTED.labels(plan.resource_id).inc(sent)
             log.info("file %s: %d instance(s) of resource %s", file_name, sent, plan.resource_id)
 
     # --- output ---------------------------------------------------------------------------
@@ -237,7 +244,13 @@ class LiveFollower:
                 events.EXTRACT,
                 events.instance_key(resource_id, key),
                 events.ExtractEvent(
-                    source.batch_id, resource_id, resource_type, key, columns, deleted
+                    source.batch_id,
+                    resource_id,
+                    resource_type,
+                    key,
+                    columns,
+                    deleted,
+                    changed_at=self.changed_at,
                 ),
             )
         except EventTooLarge as error:

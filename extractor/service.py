@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 
+from adapters import metrics
 from adapters.kafka import (
     EventTooLarge,
     Failure,
@@ -87,6 +88,7 @@ def extract(
     store.set_expected(batch_id, resource_id, expected)
     log.info("batch %s, resource %s: extracting %d instance(s)", batch_id, resource_id, expected)
     extracted = 0
+    counted = metrics.EXTRACTED.labels(resource_id)
     # Instances that fail here (a value the driver cannot read, an event over the size
     # limit) are counted extracted and failed: loaded + failed still reaches expected.
     failures: list[tuple[bytes | None, InstanceError]] = []
@@ -119,6 +121,7 @@ def extract(
             failures.clear()
             out.flush()  # counted once Kafka has them
             store.set_extracted(batch_id, resource_id, extracted)
+            counted.inc(PROGRESS_EVERY)
             if out.stopping():
                 raise Interrupted
             if canceled(batch_id):
@@ -129,6 +132,7 @@ def extract(
     report_failures(store, out, failures)
     out.flush()
     store.set_extracted(batch_id, resource_id, extracted)
+    counted.inc(extracted % PROGRESS_EVERY)
     log.info("batch %s, resource %s: %d instance(s) extracted", batch_id, resource_id, extracted)
 
 

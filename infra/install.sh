@@ -60,6 +60,10 @@ debian_packages() {
     command -v ss >/dev/null || missing+=(iproute2)
     command -v ps >/dev/null || missing+=(procps)
     command -v dot >/dev/null || missing+=(graphviz)
+    # Prometheus and promtool (infra/prometheus.sh): the metrics and the alert rules.
+    if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+        missing+=(prometheus)
+    fi
     if [[ -z ${JAVA:-} ]] && ! command -v java >/dev/null &&
         [[ -z ${JAVA_HOME:-} || ! -x ${JAVA_HOME:-}/bin/java ]]; then
         missing+=(default-jre-headless)

@@ -6,6 +6,8 @@ set -euo pipefail
 # shellcheck source=infra/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 load_settings
+# shellcheck source=infra/prometheus.sh
+source "$ROOT/infra/prometheus.sh"
 PY="$ROOT/.venv/bin/python"
 API="http://127.0.0.1:$API_PORT"
 T0=$(now)
@@ -64,6 +66,9 @@ Read the FHIR resources back (logged in as operator; river login logs in as you)
   curl -s -H "\$auth" $API/fhir/Patient/$id
   curl -s -H "\$auth" -XPOST $API/preview -H 'Content-Type: application/json' \\
        -d '{"resource_id": "example-patient", "primary_key_values": [1000000]}'
+
+Metrics and alerts: Prometheus at $PROMETHEUS_URL (alerts: $PROMETHEUS_URL/alerts); each
+process's own: curl -s 127.0.0.1:$METRICS_PORT_LOADER/metrics | grep fhir_river_instances_loaded
 
 Live: change the source, and the store follows within a second:
   .venv/bin/python test/utils/create_records_db.py --patients 3   # new patients, admissions

@@ -11,6 +11,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 load_settings
 # shellcheck source=infra/keycloak.sh
 source "$ROOT/infra/keycloak.sh"
+# shellcheck source=infra/prometheus.sh
+source "$ROOT/infra/prometheus.sh"
 
 T0=$(now)
 
@@ -108,6 +110,7 @@ PG_BIN=$(pg_bin_dir) || die "PostgreSQL's server is not installed: run make inst
 [[ -x $PY ]] || die "The Python venv $VENV is missing: run make install, then make start."
 if want_ferretdb; then ferretdb_preflight; fi
 keycloak_preflight
+prometheus_preflight
 for d in "$KAFKA_LIB" "$DEBEZIUM_DIR" "$CAMEL_DIR"; do
     [[ -f $d/.installed ]] || die "$d is not installed: run make install (it downloads the Kafka and Connect jars into $STATE_DIR), then make start."
 done
@@ -509,6 +512,7 @@ if want_ferretdb; then step "FerretDB $FERRETDB_VERSION" ferretdb_start; fi
 # start stops make start, with the last line of its log.
 step "FHIR River services" services_start
 die_if_services_exited
+step "Prometheus" prometheus_start
 
 say "The stack is up in $(elapsed "$T0")s:"
 bash "$ROOT/infra/status.sh" --where

@@ -9,6 +9,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 load_settings
 # shellcheck source=infra/keycloak.sh
 source "$ROOT/infra/keycloak.sh"
+# shellcheck source=infra/prometheus.sh
+source "$ROOT/infra/prometheus.sh"
 
 where=""
 [[ ${1:-} = --where ]] && where=1
@@ -53,5 +55,7 @@ for s in "${SERVICES[@]}"; do
         fi
     fi
 done
+line prometheus "$PROMETHEUS_PORT" "$PROMETHEUS_URL" \
+    "scrapes the metrics of api, extractor, transformer, loader (ports $METRICS_PORT_API-$METRICS_PORT_LOADER); alerts $PROMETHEUS_URL/alerts"
 [[ -z $where ]] || say "  logs: $LOGS"
 exit 0

@@ -8,6 +8,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 load_settings
 # shellcheck source=infra/keycloak.sh
 source "$ROOT/infra/keycloak.sh"
+# shellcheck source=infra/prometheus.sh
+source "$ROOT/infra/prometheus.sh"
 
 case "${1:-}" in
 "" | ferretdb) ;;
@@ -71,6 +73,7 @@ if [[ ${1:-} = ferretdb ]]; then
     exit 0
 fi
 say "Stopping the local stack (state in $STATE_DIR)"
+step "Prometheus" stop_part prometheus "$PROMETHEUS_PORT" 10
 for s in loader transformer extractor api; do
     port=""
     [[ $s = api ]] && port=$API_PORT

@@ -5,8 +5,10 @@ same unit of work as the write, so a replay changes no count."""
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
+from adapters import metrics
 from adapters.kafka import Handler, Message, Output, ServiceConfig, decoded, run_service
 from adapters.service import failed_instance, report_failures, start
 from adapters.store import CanceledBatches, FhirStore, InstanceError
@@ -50,10 +52,15 @@ def _upsert(
     out: Output,
 ) -> None:
     for batch_id, items in pending.items():
-        loaded = store.load(
-            batch_id, [(event.resource_id, event.fhir_object) for _, event in items]
-        )
+        with metrics.STORE_WRITE_SECONDS.labels("upsert").time():
+            loaded = store.load(
+                batch_id, [(event.resource_id, event.fhir_object) for _, event in items]
+            )
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        now = time.time()
         for (key, event), result in zip(items, loaded, strict=True):
+            counts[(event.resource_id, result.action)] += 1
+            _live_latency(event, now)
             # A replay is, downstream, the update it was the first time.
             action = events.UPDATED if result.action == REPLAYED else result.action
             out.send(
@@ -63,12 +70,24 @@ def _upsert(
                     batch_id, event.resource_id, result.resource_type, result.id, action
                 ),
             )
+        for (resource_id, action), count in counts.items():
+            metrics.LOADED.labels(resource_id, action).inc(count)
     pending.clear()
+
+
+def _live_latency(event: events.TransformEvent, now: float) -> None:
+    if event.changed_at is not None:
+        metrics.LIVE_LATENCY_SECONDS.labels(event.resource_id).observe(
+            max(0.0, now - event.changed_at)
+        )
 
 
 def _delete(store: FhirStore, key: bytes | None, event: events.TransformEvent, out: Output) -> None:
     resource_type, id = event.fhir_object["resourceType"], event.fhir_object["id"]
-    store.delete(event.batch_id, event.resource_id, resource_type, [id])
+    with metrics.STORE_WRITE_SECONDS.labels("delete").time():
+        store.delete(event.batch_id, event.resource_id, resource_type, [id])
+    metrics.LOADED.labels(event.resource_id, events.DELETED).inc()
+    _live_latency(event, time.time())
     # Said even when nothing was there (a replay, a row that never passed the filters):
     # the resource is gone either way, as a FHIR server answers a DELETE.
     out.send(

@@ -43,6 +43,9 @@ class ExtractEvent(msgspec.Struct, frozen=True):
     primary_key_value: Any
     record: dict[str, list[Any]]  # column label -> one value per joined row
     deleted: bool = False  # the instance is gone from the source (live): record is {}
+    # Live: when Kafka Connect recorded the change (seconds since the epoch), for the
+    # change-to-store latency the loader measures; None in batches.
+    changed_at: float | None = None
 
 
 class TransformEvent(msgspec.Struct, frozen=True):
@@ -53,6 +56,7 @@ class TransformEvent(msgspec.Struct, frozen=True):
     # The instance's, so that a resource the loader cannot load is a failed instance
     # that a retry extracts again (None in events of versions before it).
     primary_key_value: Any = None
+    changed_at: float | None = None  # the ExtractEvent's (live changes only)
 
     def __post_init__(self) -> None:
         if not (

@@ -86,6 +86,13 @@ class Settings:
     oidc_cli_client_id: str = "river-cli"
     # The public client of the web console (authorization code + PKCE).
     oidc_console_client_id: str = "river-console"
+    # Prometheus metrics (adapters/metrics.py): each on METRICS_HOST and its own port,
+    # never the API's public port (0: not served).
+    metrics_host: str = "127.0.0.1"
+    metrics_port_api: int = 9100
+    metrics_port_extractor: int = 9101
+    metrics_port_transformer: int = 9102
+    metrics_port_loader: int = 9103
 
     @classmethod
     def load(cls, env_file: str | Path | None = ".env") -> Settings:
@@ -135,6 +142,15 @@ class Settings:
             oidc_leeway_seconds=_read_int(env, "OIDC_LEEWAY_SECONDS", cls.oidc_leeway_seconds),
             oidc_cli_client_id=_read(env, "OIDC_CLI_CLIENT_ID", cls.oidc_cli_client_id),
             oidc_console_client_id=_read(env, "OIDC_CONSOLE_CLIENT_ID", cls.oidc_console_client_id),
+            metrics_host=_read(env, "METRICS_HOST", cls.metrics_host),
+            metrics_port_api=_read_int(env, "METRICS_PORT_API", cls.metrics_port_api),
+            metrics_port_extractor=_read_int(
+                env, "METRICS_PORT_EXTRACTOR", cls.metrics_port_extractor
+            ),
+            metrics_port_transformer=_read_int(
+                env, "METRICS_PORT_TRANSFORMER", cls.metrics_port_transformer
+            ),
+            metrics_port_loader=_read_int(env, "METRICS_PORT_LOADER", cls.metrics_port_loader),
         )
 
 

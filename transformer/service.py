@@ -5,6 +5,7 @@ on as a deletion of its resource (its id, made by the same rule)."""
 
 from __future__ import annotations
 
+from adapters import metrics
 from adapters.kafka import (
     EventTooLarge,
     Handler,
@@ -28,6 +29,7 @@ def make_handler(engine: Engine, store: FhirStore) -> Handler:
     def handle(messages: list[Message], out: Output) -> None:
         now = timestamp()
         failures: list[tuple[bytes | None, InstanceError]] = []
+        transformed_per_resource: dict[str, int] = {}
         for message, event in decoded(events.EXTRACT, "transform", messages, out):
             if canceled(event.batch_id):
                 continue
@@ -44,6 +46,7 @@ def make_handler(engine: Engine, store: FhirStore) -> Handler:
                             event.resource_id,
                             outcome.resource,
                             primary_key_value=event.primary_key_value,
+                            changed_at=event.changed_at,
                         )
             except RiverError as error:  # unknown resource, invalid mapping
                 problem = str(error)
@@ -52,6 +55,11 @@ def make_handler(engine: Engine, store: FhirStore) -> Handler:
                     out.send(events.TRANSFORM, message.key, transformed)
                 except EventTooLarge as error:
                     problem = f"cannot send the resource: {error}"
+                else:
+                    resource_id = event.resource_id
+                    transformed_per_resource[resource_id] = (
+                        transformed_per_resource.get(resource_id, 0) + 1
+                    )
             if problem is not None:
                 failures.append(
                     (
@@ -66,6 +74,8 @@ def make_handler(engine: Engine, store: FhirStore) -> Handler:
                     )
                 )
         report_failures(store, out, failures)
+        for resource_id, count in transformed_per_resource.items():
+            metrics.TRANSFORMED.labels(resource_id).inc(count)
 
     return handle
 
@@ -81,6 +91,7 @@ def _deletion(engine: Engine, event: events.ExtractEvent) -> events.TransformEve
         resource,
         deleted=True,
         primary_key_value=event.primary_key_value,
+        changed_at=event.changed_at,
     )
 
 

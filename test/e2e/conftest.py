@@ -249,6 +249,8 @@ def make_pipeline(tmp: Path, prefix: str, store_url: str, source_url: str) -> Pi
         "PYROG_API_URL": "",
         "LIVE_SOURCES": "",  # batches only; test_live.py follows connectors
         "API_PORT": str(free_port()),
+        # Metrics of their own, beside the local stack's (test_metrics.py reads them).
+        **{f"METRICS_PORT_{name.upper()}": str(free_port()) for name in SERVICES},
         "MONGO_BULK_SIZE": "40",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
         "PYTHONUNBUFFERED": "1",

@@ -108,7 +108,7 @@ def test_status_says_every_part_runs():
     out = subprocess.run(
         ["bash", "infra/status.sh"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
-    for part in ("postgres", "kafka", "connect", "sshd"):
+    for part in ("postgres", "kafka", "connect", "sshd", "prometheus"):
         assert re.search(rf"^\s*{part}\s+running\s", out, re.M), out
 
 
@@ -117,7 +117,7 @@ def test_start_again_reuses_every_running_part():
         ["bash", "infra/start.sh"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 0, run.stderr
-    for label in ("PostgreSQL", "Kafka (KRaft)", "Kafka Connect", "SFTP (OpenSSH)"):
+    for label in ("PostgreSQL", "Kafka (KRaft)", "Kafka Connect", "SFTP (OpenSSH)", "Prometheus"):
         line = rf"^\s*{re.escape(label)}\s+[\d.]+s\s+reused \(pid \d+\)"
         assert re.search(line, run.stdout, re.M), run.stdout
 
@@ -138,6 +138,11 @@ def elsewhere(tmp_path: Path) -> Iterator[dict[str, str]]:
         "POSTGRES_PORT",
         "SFTP_PORT",
         "API_PORT",
+        "PROMETHEUS_PORT",
+        "METRICS_PORT_API",
+        "METRICS_PORT_EXTRACTOR",
+        "METRICS_PORT_TRANSFORMER",
+        "METRICS_PORT_LOADER",
     ):
         env[setting] = str(free_port())
     yield env
