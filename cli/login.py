@@ -222,7 +222,15 @@ class Login:
                 return None
             form = {"grant_type": "refresh_token", "client_id": self.settings.oidc_cli_client_id}
             form["refresh_token"] = tokens.refresh_token or ""
-            tokens = self._keep(self.provider.token(form))
+            try:
+                tokens = self._keep(self.provider.token(form))
+            except LoginError as error:
+                if "cannot be reached" in str(error):
+                    raise
+                # The provider forgot the session (logged out, restarted, expired): the
+                # tokens are worthless, so as good as not logged in.
+                self.store.save(self.key, None)
+                return None
         self._cached = tokens
         return tokens.access_token
 

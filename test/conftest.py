@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -61,6 +62,10 @@ def kafka_settings(**changes: Any) -> Settings:
 
 
 STATE_DIR = Path(os.environ.get("STATE_DIR") or ROOT / ".state")
+# Tests never read nor write the tokens of the person running them (`river login`).
+os.environ["RIVER_TOKEN_FILE"] = str(
+    Path(tempfile.gettempdir()) / f"fhir-river-test-tokens-{os.getpid()}.json"
+)
 KEYCLOAK = "http://127.0.0.1:" + os.environ.get("KEYCLOAK_PORT", "8180")
 ISSUER = KEYCLOAK + "/realms/fhir-river"
 

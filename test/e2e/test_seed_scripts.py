@@ -15,10 +15,12 @@ import pytest
 import requests
 
 from adapters.connect import push
+from cli.login import Login
 from river.identity import fhir_id
 from river.mapping import load_mappings
 from river.scripts import ScriptRegistry
-from test.conftest import wait_for
+from river.settings import Settings
+from test.conftest import scripts_client, wait_for
 from test.integration.test_stack import ROOT, S
 
 API = f"http://127.0.0.1:{S['API_PORT']}"
@@ -49,8 +51,13 @@ def run_script(*args: str) -> str:
     return done.stdout
 
 
+LOGIN = Login(Settings(), env=scripts_client())  # the stack's API checks tokens
+
+
 def readable(resource_type: str, id: str) -> bool:
-    return requests.get(f"{API}/fhir/{resource_type}/{id}", timeout=10).status_code == 200
+    headers = {"Authorization": f"Bearer {LOGIN.access_token()}"}
+    answer = requests.get(f"{API}/fhir/{resource_type}/{id}", timeout=10, headers=headers)
+    return answer.status_code == 200
 
 
 def test_create_records_db_inserts_records_that_show_up_as_fhir(stack):

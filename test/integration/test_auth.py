@@ -28,7 +28,7 @@ from adapters.kafka import EventProducer
 from adapters.store import FhirStore, open_store
 from api.app import create_app
 from api.auth import ROUTE_ROLES
-from cli.login import Login, LoginError, TokenStore
+from cli.login import Login, LoginError, Tokens, TokenStore
 from river.engine import Engine
 from river.errors import ConfigurationError
 from river.settings import Settings
@@ -542,3 +542,14 @@ class _Browser:
         assert action, page.text[:2000]
         url = urljoin(page.url, unescape(action.group(1)))
         return self._follow(self.session.post(url, data=fields, allow_redirects=False, timeout=10))
+
+
+def test_tokens_the_provider_forgot_count_as_not_logged_in(tmp_path):
+    """Keycloak restarted or the session ended: `river` says to log in, not a refusal."""
+    settings = Settings(oidc_issuer=ISSUER)
+    store = TokenStore(tmp_path / "token.json")
+    login = Login(settings, store=store, env={})
+    stale = Tokens("not-a-token", time.time() - 10, "not-a-refresh-token", None)
+    store.save(login.key, stale)
+    assert login.access_token() is None
+    assert store.load(login.key) is None

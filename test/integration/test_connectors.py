@@ -24,8 +24,8 @@ import psycopg
 import pytest
 import requests
 
-from adapters import connect as connectors
 from adapters.connect import load_file, mask_config, mask_secrets, push, remove
+from river.secrets import is_secret_key
 from test.conftest import kafka_client, wait_for
 from test.integration.test_stack import ROOT, S
 from test.utils.create_file_stfp import (
@@ -354,9 +354,9 @@ def test_no_secret_in_connect_answers(run):
         ]
         for config in answers:
             for key, value in config.items():
-                if connectors.is_secret_key(key):
+                if is_secret_key(key):
                     assert value.startswith(("${env:", "RAW(${env:")), (name, key)
-                assert value not in secrets or not connectors.is_secret_key(key), (name, key)
+                assert value not in secrets or not is_secret_key(key), (name, key)
             assert mask_config(config) == config  # nothing that would need masking
 
 
