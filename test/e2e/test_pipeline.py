@@ -133,7 +133,9 @@ def test_bp_fails_with_its_reason(pipeline):
 
 def test_cancel_stops_the_work(pipeline):
     batch_id = pipeline.batch([MEDICATION_REQUEST])
-    pipeline.wait_for_extraction(batch_id)
+    # At once: 10,398 instances take about a second on a quiet machine, and the services
+    # learn of a cancel within a second, so a cancel after the extraction could land on
+    # a batch already done (seen in CI).
     canceled = pipeline.request("DELETE", f"/batches/{batch_id}")
     assert canceled.status_code == 200
     time.sleep(3)  # what was in flight settles
@@ -143,7 +145,7 @@ def test_cancel_stops_the_work(pipeline):
     assert after["status"] == "canceled"
     assert after["resources"] == before["resources"]  # counts stopped moving
     c = resource_counts(after)[MEDICATION_REQUEST]
-    assert c["loaded"] < c["expected"] == 10398
+    assert c["loaded"] < 10398, c
 
 
 def test_invalid_instances_are_listed_and_retry_loads_exactly_them(pipeline, engine):
