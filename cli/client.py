@@ -175,21 +175,7 @@ def show_status(api_url: str, batch_id: str | None = None) -> int:
 
 def _health(api_url: str) -> dict[str, Any]:
     """GET /health, whose 503 (something is down) still carries the report."""
-    url = api_url.rstrip("/") + "/health"
-    try:
-        response = requests.get(url, timeout=30, headers=_authorization())
-    except requests.RequestException as error:
-        raise ApiError(
-            f"the API at {api_url} cannot be reached ({type(error).__name__}); "
-            "is it running? (make run starts it)"
-        ) from None
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if response.status_code not in (200, 503) or not isinstance(body, dict):
-        raise ApiError(_diagnostics(body) or f"GET /health: HTTP {response.status_code}")
-    return body
+    return _request("GET", api_url, "/health", report_statuses=(503,))
 
 
 def _print_health(console: Console, health: dict[str, Any]) -> None:
@@ -254,7 +240,11 @@ def _authorization() -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def _request(method: str, api_url: str, path: str, **kwargs: Any) -> Any:
+def _request(
+    method: str, api_url: str, path: str, report_statuses: tuple[int, ...] = (), **kwargs: Any
+) -> Any:
+    """The JSON body of the answer; a problem is an ApiError with its sentence.
+    `report_statuses`: error statuses whose body is the answer all the same."""
     url = api_url.rstrip("/") + path
     try:
         response = requests.request(method, url, timeout=30, headers=_authorization(), **kwargs)
@@ -267,7 +257,7 @@ def _request(method: str, api_url: str, path: str, **kwargs: Any) -> Any:
         body = response.json()
     except ValueError:
         body = None
-    if response.status_code >= 400:
+    if response.status_code >= 400 and response.status_code not in report_statuses:
         message = _diagnostics(body) or f"{method} {path}: HTTP {response.status_code}"
         if response.status_code == 401:
             message += " (run `river login`, or set RIVER_CLIENT_ID and RIVER_CLIENT_SECRET)"

@@ -8,8 +8,8 @@
     river logout
 
 People log in with the public client OIDC_CLI_CLIENT_ID (`river-cli`) of OIDC_ISSUER;
-scripts use a confidential client's credentials (RIVER_CLIENT_ID, RIVER_CLIENT_SECRET,
-from the environment or .env) and need no login. A person's tokens are kept in
+scripts use a confidential client's credentials (the settings RIVER_CLIENT_ID and
+RIVER_CLIENT_SECRET) and need no login. A person's tokens are kept in
 RIVER_TOKEN_FILE (default ~/.config/fhir-river/token.json, mode 600) and the access
 token is refreshed with the refresh token when it has less than a minute left.
 Problems are `LoginError`s: one sentence naming the provider and what it said.
@@ -20,13 +20,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
-from dotenv import dotenv_values
 
 from river.errors import RiverError
 from river.settings import Settings
@@ -174,22 +173,13 @@ class Login:
     """Where the `river` command gets its tokens: client credentials when set, else the
     tokens of `river login`, renewed when needed."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: TokenStore | None = None,
-        env: Mapping[str, str | None] | None = None,
-    ) -> None:
-        """`env` holds RIVER_CLIENT_ID and RIVER_CLIENT_SECRET (default: the environment
-        over .env)."""
+    def __init__(self, settings: Settings, store: TokenStore | None = None) -> None:
         self.settings = settings
         self.provider = Provider(settings.oidc_issuer)
         self.store = store or TokenStore()
         self.key = f"{self.provider.issuer} {settings.oidc_cli_client_id}"
-        if env is None:
-            env = {**dotenv_values(".env"), **os.environ} if Path(".env").is_file() else os.environ
-        self.client_id = env.get("RIVER_CLIENT_ID") or ""
-        self.client_secret = env.get("RIVER_CLIENT_SECRET") or ""
+        self.client_id = settings.river_client_id
+        self.client_secret = settings.river_client_secret
         self._cached: Tokens | None = None
 
     def with_password(self, user: str, password: str) -> Tokens:

@@ -84,6 +84,9 @@ class Settings:
     oidc_leeway_seconds: int = 30
     # The public client `river login` uses (device and password flows).
     oidc_cli_client_id: str = "river-cli"
+    # A script's confidential client (client credentials): `river` then needs no login.
+    river_client_id: str = ""
+    river_client_secret: str = field(default="", repr=False)
     # The public client of the web console (authorization code + PKCE).
     oidc_console_client_id: str = "river-console"
     # Prometheus metrics (adapters/metrics.py): each on METRICS_HOST and its own port,
@@ -141,6 +144,8 @@ class Settings:
             oidc_jwks_url=env.get("OIDC_JWKS_URL", ""),
             oidc_leeway_seconds=_read_int(env, "OIDC_LEEWAY_SECONDS", cls.oidc_leeway_seconds),
             oidc_cli_client_id=_read(env, "OIDC_CLI_CLIENT_ID", cls.oidc_cli_client_id),
+            river_client_id=env.get("RIVER_CLIENT_ID", ""),
+            river_client_secret=env.get("RIVER_CLIENT_SECRET", ""),
             oidc_console_client_id=_read(env, "OIDC_CONSOLE_CLIENT_ID", cls.oidc_console_client_id),
             metrics_host=_read(env, "METRICS_HOST", cls.metrics_host),
             metrics_port_api=_read_int(env, "METRICS_PORT_API", cls.metrics_port_api),

@@ -70,6 +70,17 @@ KEYCLOAK = "http://127.0.0.1:" + os.environ.get("KEYCLOAK_PORT", "8180")
 ISSUER = KEYCLOAK + "/realms/fhir-river"
 
 
+def scripts_settings(**changes: Any) -> Settings:
+    """Settings that log in as the local stack's scripts client (cli/login.py's Login)."""
+    client = scripts_client()
+    return Settings(
+        oidc_issuer=ISSUER,
+        river_client_id=client["RIVER_CLIENT_ID"],
+        river_client_secret=client["RIVER_CLIENT_SECRET"],
+        **changes,
+    )
+
+
 def scripts_client() -> dict[str, str]:
     """The local stack's confidential client (infra/keycloak.sh made its secret): the
     environment a script, a service or a test needs to call the API as an operator."""

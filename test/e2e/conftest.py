@@ -23,7 +23,6 @@ from confluent_kafka.admin import AdminClient
 
 from adapters.store import FhirStore, open_store
 from cli.login import Login
-from river.settings import Settings
 from test.conftest import (
     CONCEPT_MAPS,
     KAFKA,
@@ -33,6 +32,7 @@ from test.conftest import (
     kafka_topics,
     scratch_database,
     scripts_client,
+    scripts_settings,
 )
 
 SERVICES = ("api", "extractor", "transformer", "loader")
@@ -55,7 +55,7 @@ class Pipeline:
         self.workdir = workdir
         self.store = store
         self.url = f"http://127.0.0.1:{env['API_PORT']}"
-        self._login = Login(Settings(), env=env)  # RIVER_CLIENT_ID and _SECRET of env
+        self._login = Login(scripts_settings())  # the client its env gives `river` too
         self.processes: dict[str, subprocess.Popen] = {}  # key -> process
         self.services: dict[str, str] = {}  # key -> the service it runs (python -m <service>)
 

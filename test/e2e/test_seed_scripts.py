@@ -19,8 +19,7 @@ from cli.login import Login
 from river.identity import fhir_id
 from river.mapping import load_mappings
 from river.scripts import ScriptRegistry
-from river.settings import Settings
-from test.conftest import scripts_client, wait_for
+from test.conftest import scripts_settings, wait_for
 from test.integration.test_stack import ROOT, S
 
 API = f"http://127.0.0.1:{S['API_PORT']}"
@@ -51,7 +50,7 @@ def run_script(*args: str) -> str:
     return done.stdout
 
 
-LOGIN = Login(Settings(), env=scripts_client())  # the stack's API checks tokens
+LOGIN = Login(scripts_settings())  # the stack's API checks tokens
 
 
 def readable(resource_type: str, id: str) -> bool:

@@ -43,6 +43,7 @@ from test.conftest import (
     kafka_topics,
     scratch_database,
     scripts_client,
+    scripts_settings,
 )
 
 FEAT_6 = "cktlnp0ji006e0mmzat7dwb98"  # a Patient resource of mimic-demo.json
@@ -170,7 +171,7 @@ def api(app: Flask) -> FlaskClient:
 @pytest.fixture(scope="module")
 def tokens() -> dict[str, str]:
     made = {role: password_token(role) for role in ("reader", "operator", "admin")}
-    login = Login(Settings(oidc_issuer=ISSUER), env=scripts_client())
+    login = Login(scripts_settings())
     made["scripts"] = login.access_token() or ""
     return made
 
@@ -440,11 +441,11 @@ def test_the_api_process_refuses_to_start_open_on_all_interfaces():
 def test_river_login_with_a_password_keeps_a_token_that_is_renewed(tmp_path):
     settings = Settings(oidc_issuer=ISSUER)
     store = TokenStore(tmp_path / "token.json")
-    login = Login(settings, store=store, env={})
+    login = Login(settings, store=store)
     assert login.access_token() is None
     login.with_password("operator", "operator-password")
     assert (tmp_path / "token.json").stat().st_mode & 0o777 == 0o600
-    again = Login(settings, store=store, env={})
+    again = Login(settings, store=store)
     first = again.access_token()
     assert claims_of(first or "")["preferred_username"] == "operator"
     # Expired on disk: the refresh token gets a new one.
@@ -452,7 +453,7 @@ def test_river_login_with_a_password_keeps_a_token_that_is_renewed(tmp_path):
     for entry in saved.values():
         entry["expires_at"] = time.time() - 1
     (tmp_path / "token.json").write_bytes(orjson.dumps(saved))
-    renewed = Login(settings, store=store, env={}).access_token()
+    renewed = Login(settings, store=store).access_token()
     assert renewed and renewed != first
     with pytest.raises(LoginError, match="Invalid user credentials"):
         login.with_password("operator", "wrong")
@@ -498,7 +499,7 @@ def test_river_login_device_flow(tmp_path):
     """The device flow as a person does it: the command shows an address with its code,
     the person logs in there (here Keycloak's own forms, driven by requests)."""
     settings = Settings(oidc_issuer=ISSUER)
-    login = Login(settings, store=TokenStore(tmp_path / "token.json"), env={})
+    login = Login(settings, store=TokenStore(tmp_path / "token.json"))
     shown: list[tuple[str, str]] = []
 
     def approve(address: str, code: str) -> None:
@@ -548,7 +549,7 @@ def test_tokens_the_provider_forgot_count_as_not_logged_in(tmp_path):
     """Keycloak restarted or the session ended: `river` says to log in, not a refusal."""
     settings = Settings(oidc_issuer=ISSUER)
     store = TokenStore(tmp_path / "token.json")
-    login = Login(settings, store=store, env={})
+    login = Login(settings, store=store)
     stale = Tokens("not-a-token", time.time() - 10, "not-a-refresh-token", None)
     store.save(login.key, stale)
     assert login.access_token() is None

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cli.login import Login
 from river.settings import Settings
-from test.conftest import ROOT, scripts_client
+from test.conftest import ROOT, scripts_settings
 
 SETTINGS = Settings.load(ROOT / ".env")
 PORTS = {
@@ -62,7 +62,7 @@ def test_every_metrics_endpoint_answers(service):
 
 
 def test_a_batch_grows_the_loaded_counter_by_exactly_its_count():
-    token = Login(Settings(), env=scripts_client()).access_token()
+    token = Login(scripts_settings()).access_token()
     auth = {"Authorization": f"Bearer {token}"}
     before = loaded(EXAMPLE)
     answer = requests.post(f"{API}/batch", json={"resource_ids": EXAMPLE}, headers=auth, timeout=30)
