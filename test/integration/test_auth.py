@@ -78,8 +78,8 @@ def claims_of(token: str) -> dict[str, Any]:
 # --- the realm's test clients, made through Keycloak's admin API and removed after ---------
 
 
-@pytest.fixture(scope="module")
-def keycloak_admin() -> Iterator[requests.Session]:
+def master_admin_token() -> str:
+    """A token of Keycloak's own admin (master realm): another issuer, the admin API."""
     password = (STATE_DIR / "keycloak" / "secrets" / "admin-password").read_text().strip()
     answer = requests.post(
         f"{KEYCLOAK}/realms/master/protocol/openid-connect/token",
@@ -92,8 +92,13 @@ def keycloak_admin() -> Iterator[requests.Session]:
         timeout=10,
     )
     assert answer.status_code == 200, answer.text
+    return answer.json()["access_token"]
+
+
+@pytest.fixture(scope="module")
+def keycloak_admin() -> Iterator[requests.Session]:
     session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+    session.headers["Authorization"] = f"Bearer {master_admin_token()}"
     yield session
     session.close()
 
@@ -300,16 +305,7 @@ def test_tokens_not_from_the_issuer_are_refused(api, tokens):
     status, code, _ = _status_and_issue(api, hs256)
     assert (status, code) == (401, "security")
     # Keycloak's own master realm: another issuer, another key.
-    master = requests.post(
-        f"{KEYCLOAK}/realms/master/protocol/openid-connect/token",
-        data={
-            "grant_type": "password",
-            "client_id": "admin-cli",
-            "username": "admin",
-            "password": (STATE_DIR / "keycloak" / "secrets" / "admin-password").read_text().strip(),
-        },
-        timeout=10,
-    ).json()["access_token"]
+    master = master_admin_token()
     assert _status_and_issue(api, master)[:2] == (401, "security")
     for header in ("Basic cmVhZGVyOnJlYWRlci1wYXNzd29yZA==", "Bearer", "Bearer not.a.jwt"):
         answer = api.get("/batches", headers={"Authorization": header})
