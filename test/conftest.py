@@ -18,7 +18,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from adapters.kafka import kafka_config, wait_for_leaders
@@ -121,11 +127,30 @@ def committed(group: str) -> dict[int, int]:
     return {p: offsets.get(p, -1) for p in range(3)}
 
 
-def high_watermarks(consumer: Consumer, topic: str) -> dict[int, int]:
-    """partition -> the offset its next message will take (the stack's 3 partitions)."""
-    return {
-        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(3)
-    }
+# A partition's leadership still settling: ask again.
+_LEADERSHIP = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
+
+
+def high_watermarks(consumer: Consumer, topic: str, timeout: float = 30) -> dict[int, int]:
+    """partition -> the offset its next message will take (the stack's 3 partitions).
+
+    A new topic's partitions may already show a leader in the metadata while that
+    broker does not serve them yet (NOT_LEADER_FOR_PARTITION, seen in CI after
+    wait_for_leaders): a partition whose leadership is settling is asked again until `timeout`."""
+    deadline = time.monotonic() + timeout
+    marks = {}
+    for p in range(3):
+        while True:
+            try:
+                marks[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                break
+            except KafkaException as error:
+                kafka_error = error.args[0]
+                moving = kafka_error.retriable() or kafka_error.code() in _LEADERSHIP
+                if not moving or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    return marks
 
 
 def reader_from_now(topic: str) -> tuple[Consumer, dict[int, int]]:
