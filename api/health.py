@@ -4,10 +4,10 @@
 
 Parts, each `{"ok": bool, ...}`:
 - `kafka`: a metadata request; `store`: a ping; `mappings`: how many resources;
-- `services`: the extractor, transformer and loader (and the extractor's live loop,
-  `extractor-live`, with LIVE_SOURCES), each alive when its consumer group has a
-  member (Kafka drops a member whose heartbeats stop: a killed process is named
-  here within the session timeout, 10 s);
+- `services`: the extractor, transformer and loader, and their live loops
+  (`transformer-live`, `loader-live`; `extractor-live` with LIVE_SOURCES), each
+  alive when its consumer group has a member (Kafka drops a member whose
+  heartbeats stop: a killed process is named here within the session timeout, 10 s);
 - `connectors` (with LIVE_SOURCES): each connector and each of its tasks, as Kafka
   Connect reports them, a failed task with the first line of its trace;
 - `replication_slots` (CDC sources): whether a task reads the slot, and the WAL the
@@ -29,7 +29,9 @@ from river.events import TOPICS
 from river.live import CDC, LiveSource
 
 TIMEOUT = 2.0  # seconds each part has to answer
-PIPELINE = ("extractor", "transformer", "loader")
+# Each service's consumer groups: the transformer and the loader run the live path's
+# topics in loops of their own, the extractor too when it follows live sources.
+PIPELINE = ("extractor", "transformer", "transformer-live", "loader", "loader-live")
 
 
 def check(river: Services) -> dict[str, Any]:

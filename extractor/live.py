@@ -1,5 +1,8 @@
 """The extractor's live path: connector messages in, `extract` events out.
 
+Its `extract` events go to `extract-live`, which the transformer and the loader
+read in loops of their own: a change never waits behind a batch's instances.
+
 A Debezium change re-extracts every instance the changed row touches (its own
 row for the primary table, the instances that join to or filter on it
 otherwise: `Engine.affected_keys`), through the normal SQL path, so the
@@ -16,6 +19,7 @@ resource.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -47,6 +51,7 @@ class LiveFollower:
         self.by_topic = {topic: source for source in sources for topic in source.topics}
         self.canceled = CanceledBatches(store)
         self.changed_at: float | None = None  # the poll's earliest change (Kafka's time)
+        self.read_at: float | None = None  # when the instances being sent were read
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -137,6 +142,7 @@ class LiveFollower:
     ) -> None:
         plan = self.engine.plan(resource_id)
         sent = 0
+        self.read_at = time.time()  # before the query: its snapshot is no older
         try:
             for record in self.engine.records(resource_id, list(wanted.values())):
                 wanted.pop(key_text(record.primary_key_value), None)
@@ -200,6 +206,7 @@ class LiveFollower:
             return
         for plan in plans:
             sent = 0
+            self.read_at = time.time()
             try:
                 for item in csv_records(plan, file_name, rows):
                     if isinstance(item, RowError):
@@ -241,7 +248,7 @@ class LiveFollower:
         """An instance's extract event; one over the size limit is a failed instance."""
         try:
             out.send(
-                events.EXTRACT,
+                events.EXTRACT_LIVE,
                 events.instance_key(resource_id, key),
                 events.ExtractEvent(
                     source.batch_id,
@@ -251,6 +258,7 @@ class LiveFollower:
                     columns,
                     deleted,
                     changed_at=self.changed_at,
+                    read_at=self.read_at,
                 ),
             )
         except EventTooLarge as error:

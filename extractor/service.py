@@ -17,8 +17,9 @@ the replay harmless, and the store does not count it twice).
 from __future__ import annotations
 
 import logging
+import time
 
-from adapters import metrics
+from adapters import logs, metrics
 from adapters.kafka import (
     EventTooLarge,
     Failure,
@@ -56,8 +57,9 @@ def make_handler(engine: Engine, store: FhirStore) -> Handler:
 
     def handle(messages: list[Message], out: Output) -> None:
         for _, event in decoded(events.BATCH, "extract", messages, out):
-            if not canceled(event.batch_id):
-                extract(engine, store, event, out, canceled)
+            with logs.about(event.batch_id, event.resource_id):  # LOG_FORMAT=json's fields
+                if not canceled(event.batch_id):
+                    extract(engine, store, event, out, canceled)
 
     return handle
 
@@ -92,6 +94,7 @@ def extract(
     # Instances that fail here (a value the driver cannot read, an event over the size
     # limit) are counted extracted and failed: loaded + failed still reaches expected.
     failures: list[tuple[bytes | None, InstanceError]] = []
+    read_at = time.time()  # before the query: its snapshot is no older (ExtractEvent.read_at)
     for record in engine.records(resource_id, event.primary_key_values):
         key = events.instance_key(resource_id, record.primary_key_value)
         extracted += 1
@@ -107,6 +110,7 @@ def extract(
                         plan.resource_type,
                         record.primary_key_value,
                         record.columns,
+                        read_at=read_at,
                     ),
                 )
             except EventTooLarge as error:

@@ -285,7 +285,7 @@ as_postgres() { runuser -u postgres -- "$@"; }
 # topics: the pipeline's topic names, with KAFKA_TOPIC_PREFIX, space-separated.
 topics() {
     local t names=()
-    for t in batch extract transform load errors; do names+=("$KAFKA_TOPIC_PREFIX$t"); done
+    for t in batch extract transform load errors extract-live transform-live; do names+=("$KAFKA_TOPIC_PREFIX$t"); done
     printf '%s' "${names[*]}"
 }
 

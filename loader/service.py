@@ -9,16 +9,17 @@ import time
 from collections import defaultdict
 
 from adapters import metrics
-from adapters.kafka import Handler, Message, Output, ServiceConfig, decoded, run_service
+from adapters.kafka import Handler, Message, Output, ServiceConfig, decoded, run_services
 from adapters.service import failed_instance, report_failures, start
 from adapters.store import CanceledBatches, FhirStore, InstanceError
-from adapters.store.common import is_resource_type
+from adapters.store.common import REPLAYED, SUPERSEDED, is_resource_type
 from river import events
 
-REPLAYED = "replayed"
+UNCHANGED = (REPLAYED, SUPERSEDED)
 
 
-def make_handler(store: FhirStore) -> Handler:
+def make_handler(store: FhirStore, source: str = events.TRANSFORM) -> Handler:
+    """The handler of `source`'s transform events (`transform`, or `transform-live`)."""
     canceled = CanceledBatches(store)
 
     def handle(messages: list[Message], out: Output) -> None:
@@ -26,7 +27,7 @@ def make_handler(store: FhirStore) -> Handler:
         # so that an instance created then deleted in one poll ends deleted.
         upserts: dict[str, list[tuple[bytes | None, events.TransformEvent]]] = defaultdict(list)
         failures: list[tuple[bytes | None, InstanceError]] = []
-        for message, event in decoded(events.TRANSFORM, "load", messages, out):
+        for message, event in decoded(source, "load", messages, out):
             if canceled(event.batch_id):
                 continue
             if not is_resource_type(event.fhir_object["resourceType"]):
@@ -54,15 +55,18 @@ def _upsert(
     for batch_id, items in pending.items():
         with metrics.STORE_WRITE_SECONDS.labels("upsert").time():
             loaded = store.load(
-                batch_id, [(event.resource_id, event.fhir_object) for _, event in items]
+                batch_id,
+                [(event.resource_id, event.fhir_object) for _, event in items],
+                [event.read_at for _, event in items],
             )
         counts: dict[tuple[str, str], int] = defaultdict(int)
         now = time.time()
         for (key, event), result in zip(items, loaded, strict=True):
             counts[(event.resource_id, result.action)] += 1
             _live_latency(event, now)
-            # A replay is, downstream, the update it was the first time.
-            action = events.UPDATED if result.action == REPLAYED else result.action
+            # A replay is, downstream, the update it was the first time; a superseded
+            # version, an update that found the resource already newer.
+            action = events.UPDATED if result.action in UNCHANGED else result.action
             out.send(
                 events.LOAD,
                 key,
@@ -85,7 +89,7 @@ def _live_latency(event: events.TransformEvent, now: float) -> None:
 def _delete(store: FhirStore, key: bytes | None, event: events.TransformEvent, out: Output) -> None:
     resource_type, id = event.fhir_object["resourceType"], event.fhir_object["id"]
     with metrics.STORE_WRITE_SECONDS.labels("delete").time():
-        store.delete(event.batch_id, event.resource_id, resource_type, [id])
+        store.delete(event.batch_id, event.resource_id, resource_type, [id], event.read_at)
     metrics.LOADED.labels(event.resource_id, events.DELETED).inc()
     _live_latency(event, time.time())
     # Said even when nothing was there (a replay, a row that never passed the filters):
@@ -99,11 +103,24 @@ def _delete(store: FhirStore, key: bytes | None, event: events.TransformEvent, o
 
 def main() -> None:
     settings, _, store = start("loader", with_engine=False)
-    config = ServiceConfig(
-        "loader",
-        (events.TRANSFORM,),
-        max_batch=1000,
-        # A resource the store refuses (PostgreSQL's jsonb takes no \u0000) fails alone.
-        failure=failed_instance(store, events.TRANSFORM, "load"),
+    # Live changes have a loop of their own (group fhir-river-loader-live).
+    run_services(
+        settings,
+        [
+            (
+                ServiceConfig(
+                    name,
+                    (source,),
+                    max_batch=1000,
+                    # A resource the store refuses (PostgreSQL's jsonb takes no \u0000)
+                    # fails alone.
+                    failure=failed_instance(store, source, "load"),
+                ),
+                make_handler(store, source),
+            )
+            for name, source in (
+                ("loader", events.TRANSFORM),
+                ("loader-live", events.TRANSFORM_LIVE),
+            )
+        ],
     )
-    run_service(settings, config, make_handler(store))

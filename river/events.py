@@ -17,7 +17,10 @@ import msgspec
 from river.errors import RiverError
 
 BATCH, EXTRACT, TRANSFORM, LOAD, ERRORS = "batch", "extract", "transform", "load", "errors"
-TOPICS = (BATCH, EXTRACT, TRANSFORM, LOAD, ERRORS)
+# Live changes go between the stages on topics of their own, read by consumer groups
+# of their own (`<service>-live`): a change never waits behind a batch's instances.
+EXTRACT_LIVE, TRANSFORM_LIVE = "extract-live", "transform-live"
+TOPICS = (BATCH, EXTRACT, TRANSFORM, LOAD, ERRORS, EXTRACT_LIVE, TRANSFORM_LIVE)
 
 CREATED, UPDATED, DELETED = "created", "updated", "deleted"
 
@@ -46,6 +49,11 @@ class ExtractEvent(msgspec.Struct, frozen=True):
     # Live: when Kafka Connect recorded the change (seconds since the epoch), for the
     # change-to-store latency the loader measures; None in batches.
     changed_at: float | None = None
+    # When the extractor asked the source for this version (seconds since the epoch,
+    # just before its query: the query's snapshot is no older). The store keeps it per
+    # resource and never lets an older reading overwrite a newer one: a batch's
+    # instance, extracted before a live change, may reach the loader after it.
+    read_at: float | None = None
 
 
 class TransformEvent(msgspec.Struct, frozen=True):
@@ -57,6 +65,7 @@ class TransformEvent(msgspec.Struct, frozen=True):
     # that a retry extracts again (None in events of versions before it).
     primary_key_value: Any = None
     changed_at: float | None = None  # the ExtractEvent's (live changes only)
+    read_at: float | None = None  # the ExtractEvent's
 
     def __post_init__(self) -> None:
         if not (
@@ -90,6 +99,8 @@ EVENT_TYPES: dict[str, type] = {
     BATCH: BatchEvent,
     EXTRACT: ExtractEvent,
     TRANSFORM: TransformEvent,
+    EXTRACT_LIVE: ExtractEvent,
+    TRANSFORM_LIVE: TransformEvent,
     LOAD: LoadEvent,
     ERRORS: ErrorEvent,
 }

@@ -1,7 +1,8 @@
 """The transformer: `extract` events in, valid FHIR resources out as `transform`
 events; an instance that fails (script, cast, invalid FHIR) becomes an error of
 its batch, and the others go on. An instance deleted from a live source passes
-on as a deletion of its resource (its id, made by the same rule)."""
+on as a deletion of its resource (its id, made by the same rule). Live changes
+(`extract-live` to `transform-live`) run in a loop of their own."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from adapters.kafka import (
     Output,
     ServiceConfig,
     decoded,
-    run_service,
+    run_services,
 )
 from adapters.service import failed_instance, report_failures, start
 from adapters.store import CanceledBatches, FhirStore, InstanceError
@@ -23,14 +24,21 @@ from river.errors import RiverError
 from river.transform import timestamp
 
 
-def make_handler(engine: Engine, store: FhirStore) -> Handler:
+def make_handler(
+    engine: Engine,
+    store: FhirStore,
+    source: str = events.EXTRACT,
+    target: str = events.TRANSFORM,
+) -> Handler:
+    """The handler of `source`'s extract events, sending transform events to `target`
+    (`extract` to `transform`, or the live path's `extract-live` to `transform-live`)."""
     canceled = CanceledBatches(store)
 
     def handle(messages: list[Message], out: Output) -> None:
         now = timestamp()
         failures: list[tuple[bytes | None, InstanceError]] = []
         transformed_per_resource: dict[str, int] = {}
-        for message, event in decoded(events.EXTRACT, "transform", messages, out):
+        for message, event in decoded(source, "transform", messages, out):
             if canceled(event.batch_id):
                 continue
             problem = None
@@ -47,12 +55,13 @@ def make_handler(engine: Engine, store: FhirStore) -> Handler:
                             outcome.resource,
                             primary_key_value=event.primary_key_value,
                             changed_at=event.changed_at,
+                            read_at=event.read_at,
                         )
             except RiverError as error:  # unknown resource, invalid mapping
                 problem = str(error)
             if problem is None:
                 try:
-                    out.send(events.TRANSFORM, message.key, transformed)
+                    out.send(target, message.key, transformed)
                 except EventTooLarge as error:
                     problem = f"cannot send the resource: {error}"
                 else:
@@ -92,20 +101,38 @@ def _deletion(engine: Engine, event: events.ExtractEvent) -> events.TransformEve
         deleted=True,
         primary_key_value=event.primary_key_value,
         changed_at=event.changed_at,
+        read_at=event.read_at,
     )
 
 
 def main() -> None:
     settings, engine, store = start("transformer")
     # 1,000 a poll, as the loader: each poll ends waiting for Kafka's acknowledgements
-    # and a commit, time in which this, the slowest stage, does nothing.
-    run_service(
+    # and a commit, time in which this, the slowest stage, does nothing. Live changes
+    # have a loop of their own (group fhir-river-transformer-live): they never wait
+    # behind a batch's instances.
+    run_services(
         settings,
-        ServiceConfig(
-            "transformer",
-            (events.EXTRACT,),
-            max_batch=1000,
-            failure=failed_instance(store, events.EXTRACT, "transform"),
-        ),
-        make_handler(engine, store),
+        [
+            (
+                ServiceConfig(
+                    name,
+                    (source,),
+                    max_batch=1000,
+                    failure=failed_instance(store, source, "transform"),
+                ),
+                make_handler(loop_engine, store, source, target),
+            )
+            for name, source, target, loop_engine in (
+                ("transformer", events.EXTRACT, events.TRANSFORM, engine),
+                # An engine of its own: the loops run in threads, and an engine's caches
+                # are not made to be shared.
+                (
+                    "transformer-live",
+                    events.EXTRACT_LIVE,
+                    events.TRANSFORM_LIVE,
+                    Engine.from_settings(settings),
+                ),
+            )
+        ],
     )

@@ -35,7 +35,9 @@ class Loaded:
 
     resource_type: str
     id: str
-    action: str  # created, updated, or replayed (already loaded by this batch, same content)
+    # created, updated, replayed (already loaded by this batch, same content) or
+    # superseded (the store holds a version read from the source after this one)
+    action: str
 
 
 # An instance's error is one record everywhere: what a service makes, what the store
@@ -46,8 +48,16 @@ InstanceError = ErrorEvent
 class FhirStore(ABC):
     # --- resources ----------------------------------------------------------------
     @abstractmethod
-    def load(self, batch_id: str, items: Sequence[tuple[str, dict[str, Any]]]) -> list[Loaded]:
-        """Upsert resources in bulk, `items` being (resource_id, resource) pairs.
+    def load(
+        self,
+        batch_id: str,
+        items: Sequence[tuple[str, dict[str, Any]]],
+        read_at: Sequence[float | None] | None = None,
+    ) -> list[Loaded]:
+        """Upsert resources in bulk, `items` being (resource_id, resource) pairs, and
+        `read_at` when each was read from the source (`ExtractEvent.read_at`): a
+        resource the store holds, or deleted, from a later reading is not overwritten
+        (superseded, counted as an update: adapters/store/common.py).
 
         In the same unit of work, count them for their batch: `transformed`
         and `created` or `updated` per resource id, but not replays (see
@@ -58,9 +68,16 @@ class FhirStore(ABC):
 
     @abstractmethod
     def delete(
-        self, batch_id: str, resource_id: str, resource_type: str, ids: Sequence[str]
+        self,
+        batch_id: str,
+        resource_id: str,
+        resource_type: str,
+        ids: Sequence[str],
+        read_at: float | None = None,
     ) -> int:
-        """Delete resources (a source row deleted); counts `deleted` for the batch."""
+        """Delete resources (a source row deleted); counts `deleted` for the batch.
+        With `read_at`, a resource read after it stays, and a tombstone keeps older
+        readings from making it again."""
 
     @abstractmethod
     def read(self, resource_type: str, id: str) -> dict[str, Any] | None: ...
@@ -173,12 +190,18 @@ class CanceledBatches:
         return canceled
 
 
-def open_store(url: str, bulk_size: int = 500) -> FhirStore:
+def open_store(url: str, bulk_size: int = 500, fhir_server: Any = None) -> FhirStore:
     """The backend the URL's scheme names: postgresql:// or mongodb://.
 
     `bulk_size` is the documents per bulk command of the MongoDB store
     (MONGO_BULK_SIZE); PostgreSQL takes each call's resources in one statement.
+    With `fhir_server` (a `FhirServerSettings`, FHIR_SERVER_URL), resources go to that
+    FHIR server and the backend keeps the batch state (adapters/store/fhir_server.py).
     """
+    if fhir_server is not None:
+        from adapters.store.fhir_server import FhirServerStore
+
+        return FhirServerStore(fhir_server, open_store(url, bulk_size))
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     if scheme in ("postgresql", "postgres"):
         from adapters.store.postgres import PostgresStore

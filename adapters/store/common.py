@@ -5,7 +5,15 @@ password: river/secrets.py masks what a driver says).
 Kept apart from the backends so that PostgreSQL and MongoDB decide the same
 way (one rule, two storages): a resource is *created* when no row held its
 id, *replayed* when the row was written by the same batch with the same
-content (`river.batches.content_hash`), else *updated*.
+content (`river.batches.content_hash`), *superseded* when the store holds (or
+deleted) a version read from the source after this one, else *updated*.
+
+Superseded: batches and live changes reach the loader by two paths (topics of
+their own), so an instance a batch extracted before a live change may arrive
+after it. Each version carries when it was read (`ExtractEvent.read_at`), the
+store keeps it beside the resource (and, for a deleted resource, in a
+tombstone), and an older reading never overwrites a newer one. It counts as an
+update of its batch (the instance is loaded: its resource is up to date).
 """
 
 from __future__ import annotations
@@ -22,14 +30,18 @@ from adapters.store import Loaded
 from river.batches import content_hash, is_live_batch
 from river.errors import RiverError
 
-CREATED, UPDATED, REPLAYED = "created", "updated", "replayed"
+CREATED, UPDATED, REPLAYED, SUPERSEDED = "created", "updated", "replayed", "superseded"
 
 # FHIR resource type names are CamelCase letters (Patient, MedicationRequest): checking
 # them keeps table and collection names safe and apart from the store's own.
 _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{0,62}")
 
 Key = tuple[str, str]  # (resource type, FHIR id)
-Stored = tuple[str | None, str | None]  # (batch id, content hash) of the stored resource
+# (batch id, content hash, read at) of the stored resource; read at is None for a
+# resource written before versions were kept, or loaded without one.
+Stored = tuple[str | None, str | None, float | None]
+# What to write for one key: (id, resource, content hash, read at).
+Row = tuple[str, dict[str, Any], str, float | None]
 
 
 def check_resource_type(resource_type: Any) -> str:
@@ -61,15 +73,17 @@ def keys_of(items: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, list[str]]
 class LoadPlan:
     """What one `load` call does, decided before writing.
 
-    `writes` holds, per key, the last version of the call that is not a
-    replay, with its hash (what to upsert); `first_created` the keys no row
-    held when read, with the position, resource id and hash of their first
-    item (the backend checks them against what its write saw).
+    `writes` holds, per key, the last version of the call that is neither a
+    replay nor superseded, with its hash and reading time (what to upsert);
+    `first_created` the keys no row held when read, with the position, resource
+    id and hash of their first item (the backend checks them against what its
+    write saw); `revived` the written keys that had a tombstone (to drop).
     """
 
     batch_id: str
     loaded: list[Loaded] = field(default_factory=list)
-    writes: dict[Key, tuple[dict[str, Any], str]] = field(default_factory=dict)
+    writes: dict[Key, tuple[dict[str, Any], str, float | None]] = field(default_factory=dict)
+    revived: set[Key] = field(default_factory=set)
     first_created: dict[Key, tuple[int, str, str]] = field(default_factory=dict)
     counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
@@ -79,19 +93,19 @@ class LoadPlan:
         counts, and say whether the key's last version must still be written."""
         index, resource_id, digest = self.first_created.pop(key)
         first = self.loaded[index]
-        action = REPLAYED if stored == (self.batch_id, digest) else UPDATED
+        action = REPLAYED if stored[:2] == (self.batch_id, digest) else UPDATED
         if first.action == CREATED:
             self.loaded[index] = Loaded(first.resource_type, first.id, action)
             self.counts[resource_id][CREATED] -= 1
             if action == UPDATED or is_live_batch(self.batch_id):
                 self.counts[resource_id][UPDATED] += 1
-        return stored != (self.batch_id, self.writes[key][1])
+        return stored[:2] != (self.batch_id, self.writes[key][1])
 
-    def by_type(self) -> dict[str, list[tuple[str, dict[str, Any], str]]]:
-        """resource type -> [(id, resource, hash)] to write, sorted by id (lock order)."""
-        grouped: dict[str, list[tuple[str, dict[str, Any], str]]] = defaultdict(list)
-        for (resource_type, rid), (resource, digest) in self.writes.items():
-            grouped[resource_type].append((rid, resource, digest))
+    def by_type(self) -> dict[str, list[Row]]:
+        """resource type -> [(id, resource, hash, read at)] to write, sorted by id (lock order)."""
+        grouped: dict[str, list[Row]] = defaultdict(list)
+        for (resource_type, rid), (resource, digest, read_at) in self.writes.items():
+            grouped[resource_type].append((rid, resource, digest, read_at))
         for rows in grouped.values():
             rows.sort(key=lambda row: row[0])
         return grouped
@@ -115,8 +129,13 @@ def plan_load(
     batch_id: str,
     items: Sequence[tuple[str, dict[str, Any]]],
     stored: Mapping[Key, Stored],
+    read_at: Sequence[float | None] | None = None,
+    deleted: Mapping[Key, float] | None = None,
 ) -> LoadPlan:
-    """Decide each item's action against `stored` (what the store holds now).
+    """Decide each item's action against `stored` (what the store holds now) and
+    `deleted` (the tombstones of the keys `stored` lacks: when each was deleted,
+    as the reading time of the version that deleted it). `read_at` gives each
+    item's reading time (None: unknown, never superseded).
 
     An id met twice in one call is judged against its previous version in
     the call, so that the counts are those of loading the items one by one.
@@ -126,21 +145,34 @@ def plan_load(
     # content again is an update that changed nothing, counted; not a replay.
     live = is_live_batch(batch_id)
     state: dict[Key, Stored] = dict(stored)
-    for resource_id, resource in items:
+    tombstones = deleted or {}
+    for index, (resource_id, resource) in enumerate(items):
         key = (resource["resourceType"], resource["id"])
         digest = content_hash(resource)
+        read = read_at[index] if read_at is not None else None
         before = state.get(key)
+        newest = before[2] if before is not None else tombstones.get(key)
+        if read is not None and newest is not None and read < newest:
+            # A newer reading is in the store (or deleted it): this one is loaded as
+            # an update that changes nothing.
+            plan.counts[resource_id][UPDATED] += 1
+            plan.loaded.append(Loaded(key[0], key[1], SUPERSEDED))
+            continue
         if before is None:
             action = CREATED
             plan.first_created[key] = (len(plan.loaded), resource_id, digest)
-        elif before == (batch_id, digest):
+        elif before[:2] == (batch_id, digest):
             action = REPLAYED
         else:
             action = UPDATED
-        state[key] = (batch_id, digest)
+        # A version of no known reading time keeps the newest known one.
+        version = read if read is not None else newest
+        state[key] = (batch_id, digest, version)
         if action != REPLAYED:
-            plan.writes[key] = (resource, digest)
+            plan.writes[key] = (resource, digest, version)
             plan.counts[resource_id][action] += 1
+            if key in tombstones:
+                plan.revived.add(key)
         elif live:
             plan.counts[resource_id][UPDATED] += 1  # nothing to write: the same content
         plan.loaded.append(Loaded(key[0], key[1], action))

@@ -5,8 +5,10 @@ one collection per resource type, `_id` = the FHIR id, bulk upserts in chunks.
 
 A stored document is the resource plus `_id` and one field of ours, `_river`:
 `batch` and `hash` (who wrote it and its `content_hash`, to tell a replay
-from an update) and `tags` ("system|code" of each `meta.tag`: an exact `_tag`
-search without `$elemMatch`, a multikey index on MongoDB); both are stripped
+from an update), `read` (when its version was read from the source: an older
+reading never overwrites it; deleted resources keep it in `river_tombstone`)
+and `tags` ("system|code" of each `meta.tag`: an exact `_tag` search without
+`$elemMatch`, a multikey index on MongoDB); all are stripped
 on read. New ids are inserted (`insert_many`), known ones replaced
 (`ReplaceOne(upsert=True)`), in chunks of `bulk_size`. Batch state is one
 document per batch in `river_batch` (`_id` = batch id, counters under
@@ -37,7 +39,9 @@ What differs from the PostgreSQL store, all for want of transactions:
 - Two loaders inserting one new id at once: the second insert fails on the
   `_id` index and its item is judged against what the first wrote, so the
   count stays exact; but two replaces of one existing id at once are each
-  judged on what was read before (PostgreSQL locks the rows it reads).
+  judged on what was read before (PostgreSQL locks the rows it reads); so
+  are their reading times: a batch's older version may overwrite a live
+  change's newer one that a concurrent loader wrote in between.
 - Timestamps keep milliseconds (BSON), not microseconds; batches created in
   the same millisecond keep their order through `created_ns`.
 Same as PostgreSQL: a `_tag` search with an empty system matches the code in
@@ -55,7 +59,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pymongo
-from pymongo import ReplaceOne
+from pymongo import ReplaceOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import (
@@ -69,6 +73,8 @@ from pymongo.errors import (
 from adapters.store import FhirStore, InstanceError, Loaded, ResourceRefused, StoreUnavailable
 from adapters.store.common import (
     LoadPlan,
+    Row,
+    Stored,
     check_resource_type,
     decode_key,
     encode_key,
@@ -83,6 +89,8 @@ from river.secrets import mask_url_password
 
 BATCHES, ERRORS = "river_batch", "river_batch_error"
 OURS = "_river"
+# Deleted resources' tombstones, `_id` "<type>/<id>", `read_at` (common.py, superseded).
+TOMBSTONES = "river_tombstone"
 COUNTERS = ("transformed", "created", "updated", "deleted", "failed")
 PROGRESSED = "progressed_at"
 # What a missing field of `resources.<id>` stands for (a missing expected or error is
@@ -101,6 +109,11 @@ def field_key(resource_id: str) -> str:
 
 def resource_id_of(key: str) -> str:
     return "" if key == "%" else key.replace("%24", "$").replace("%2E", ".").replace("%25", "%")
+
+
+def _stored(document: dict[str, Any]) -> Stored:
+    ours = document.get(OURS) or {}
+    return (ours.get("batch"), ours.get("hash"), ours.get("read"))
 
 
 def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -174,8 +187,30 @@ class MongoStore(FhirStore):
             raise StoreUnavailable(mask_url_password(message, self.url)) from None
 
     # --- resources --------------------------------------------------------------------------
+    def _tombstones(self, resource_type: str, ids: Sequence[str]) -> dict[tuple[str, str], float]:
+        found = {}
+        for chunk in _chunks(list(ids), READ_CHUNK):
+            names = [f"{resource_type}/{rid}" for rid in chunk]
+            for doc in self.db[TOMBSTONES].find({"_id": {"$in": names}}):
+                found[(resource_type, doc["_id"].split("/", 1)[1])] = doc["read_at"]
+        return found
+
+    def _bury(self, resource_type: str, ids: Sequence[str], read_at: float) -> None:
+        """Tombstones of deleted resources (adapters/store/common.py, superseded)."""
+        self.db[TOMBSTONES].bulk_write(
+            [
+                UpdateOne(
+                    {"_id": f"{resource_type}/{rid}"}, {"$max": {"read_at": read_at}}, upsert=True
+                )
+                for rid in ids
+            ],
+            ordered=False,
+        )
+
     @staticmethod
-    def _document(resource: dict[str, Any], batch_id: str, digest: str) -> dict[str, Any]:
+    def _document(
+        resource: dict[str, Any], batch_id: str, digest: str, read_at: float | None = None
+    ) -> dict[str, Any]:
         meta = resource.get("meta")
         tags = meta.get("tag") if isinstance(meta, dict) else None
         pairs = [
@@ -186,7 +221,7 @@ class MongoStore(FhirStore):
         return {
             "_id": resource["id"],
             **resource,
-            OURS: {"batch": batch_id, "hash": digest, "tags": pairs},
+            OURS: {"batch": batch_id, "hash": digest, "tags": pairs, "read": read_at},
         }
 
     @staticmethod
@@ -195,25 +230,38 @@ class MongoStore(FhirStore):
         document.pop(OURS, None)
         return document
 
-    def load(self, batch_id: str, items: Sequence[tuple[str, dict[str, Any]]]) -> list[Loaded]:
+    def load(
+        self,
+        batch_id: str,
+        items: Sequence[tuple[str, dict[str, Any]]],
+        read_at: Sequence[float | None] | None = None,
+    ) -> list[Loaded]:
         if not items:
             return []
         ids_by_type = keys_of(items)
+        versioned = read_at is not None and any(r is not None for r in read_at)
         with self._guard():
-            stored = {}
+            stored: dict[tuple[str, str], Stored] = {}
+            deleted: dict[tuple[str, str], float] = {}
             for resource_type, ids in ids_by_type.items():
                 collection = self._collection(resource_type)
                 for chunk in _chunks(ids, max(self.bulk_size, READ_CHUNK)):
                     for doc in collection.find({"_id": {"$in": list(chunk)}}, {OURS: 1}):
-                        ours = doc.get(OURS) or {}
-                        stored[(resource_type, doc["_id"])] = (ours.get("batch"), ours.get("hash"))
-            plan = plan_load(batch_id, items, stored)
+                        stored[(resource_type, doc["_id"])] = _stored(doc)
+                absent = [rid for rid in ids if (resource_type, rid) not in stored]
+                if versioned and absent:
+                    deleted.update(self._tombstones(resource_type, absent))
+            plan = plan_load(batch_id, items, stored, read_at, deleted)
             try:
                 for resource_type, rows in plan.by_type().items():
                     collection = self._collection(resource_type)
                     self._write(collection, batch_id, resource_type, rows, plan)
             except (BulkWriteError, InvalidDocument, DocumentTooLarge) as error:
                 raise _refused(error, items) from None
+            if plan.revived:
+                self.db[TOMBSTONES].delete_many(
+                    {"_id": {"$in": [f"{t}/{rid}" for t, rid in sorted(plan.revived)]}}
+                )
             # Not atomic with the writes above: see the module's docstring.
             self._bump(batch_id, plan.counters())
         return plan.loaded
@@ -223,7 +271,7 @@ class MongoStore(FhirStore):
         collection: Collection[dict[str, Any]],
         batch_id: str,
         resource_type: str,
-        rows: Sequence[tuple[str, dict[str, Any], str]],
+        rows: Sequence[Row],
         plan: LoadPlan,
     ) -> None:
         new = [row for row in rows if (resource_type, row[0]) in plan.first_created]
@@ -233,9 +281,7 @@ class MongoStore(FhirStore):
             # Inserted meanwhile by a concurrent loader: judged against what it wrote.
             ids = [row[0] for row in taken]
             for doc in collection.find({"_id": {"$in": ids}}, {OURS: 1}):
-                ours = doc.get(OURS) or {}
-                stored = (ours.get("batch"), ours.get("hash"))
-                if not plan.rejudge((resource_type, doc["_id"]), stored):
+                if not plan.rejudge((resource_type, doc["_id"]), _stored(doc)):
                     taken = [row for row in taken if row[0] != doc["_id"]]
         self._replace(collection, batch_id, [*known, *taken])
 
@@ -243,8 +289,8 @@ class MongoStore(FhirStore):
         self,
         collection: Collection[dict[str, Any]],
         batch_id: str,
-        rows: Sequence[tuple[str, dict[str, Any], str]],
-    ) -> list[tuple[str, dict[str, Any], str]]:
+        rows: Sequence[Row],
+    ) -> list[Row]:
         """Insert what no document held when read: an insert needs nothing but the `_id`
         index (an upsert, on FerretDB, scans the collection first). Returns the rows whose
         id a concurrent loader inserted meanwhile (not written here)."""
@@ -252,7 +298,10 @@ class MongoStore(FhirStore):
         for chunk in _chunks(rows, self.bulk_size):
             try:
                 collection.insert_many(
-                    [self._document(resource, batch_id, digest) for _, resource, digest in chunk],
+                    [
+                        self._document(resource, batch_id, digest, read)
+                        for _, resource, digest, read in chunk
+                    ],
                     ordered=False,
                 )
             except BulkWriteError as error:
@@ -266,21 +315,28 @@ class MongoStore(FhirStore):
         self,
         collection: Collection[dict[str, Any]],
         batch_id: str,
-        rows: Sequence[tuple[str, dict[str, Any], str]],
+        rows: Sequence[Row],
     ) -> None:
         for chunk in _chunks(rows, self.bulk_size):
             collection.bulk_write(
                 [
                     ReplaceOne(
-                        {"_id": rid}, self._document(resource, batch_id, digest), upsert=True
+                        {"_id": rid},
+                        self._document(resource, batch_id, digest, read),
+                        upsert=True,
                     )
-                    for rid, resource, digest in chunk
+                    for rid, resource, digest, read in chunk
                 ],
                 ordered=True,
             )
 
     def delete(
-        self, batch_id: str, resource_id: str, resource_type: str, ids: Sequence[str]
+        self,
+        batch_id: str,
+        resource_id: str,
+        resource_type: str,
+        ids: Sequence[str],
+        read_at: float | None = None,
     ) -> int:
         if not ids:
             return 0
@@ -288,7 +344,12 @@ class MongoStore(FhirStore):
             collection = self._collection(resource_type)
             deleted = 0
             for chunk in _chunks(list(ids), self.bulk_size):
-                deleted += collection.delete_many({"_id": {"$in": list(chunk)}}).deleted_count
+                if read_at is not None:
+                    self._bury(resource_type, chunk, read_at)
+                query: dict[str, Any] = {"_id": {"$in": list(chunk)}}
+                if read_at is not None:  # a resource read after this deletion stays
+                    query[f"{OURS}.read"] = {"$not": {"$gt": read_at}}
+                deleted += collection.delete_many(query).deleted_count
             if deleted:
                 self._bump(batch_id, {resource_id: {"deleted": deleted}})
         return deleted

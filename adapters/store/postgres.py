@@ -51,6 +51,7 @@ from adapters.store import (
     StoreUnavailable,
 )
 from adapters.store.common import (
+    Stored,
     check_resource_type,
     decode_key,
     encode_key,
@@ -108,6 +109,14 @@ BEGIN
     END IF;
 END
 $$;
+-- A deleted resource's tombstone: the reading time of the version that deleted it, so
+-- that an older reading arriving later (a batch's, behind a live deletion) stays out.
+CREATE TABLE IF NOT EXISTS river_tombstone (
+    resource_type text NOT NULL,
+    id text NOT NULL,
+    read_at double precision NOT NULL,
+    PRIMARY KEY (resource_type, id)
+);
 CREATE TABLE IF NOT EXISTS river_batch_error (
     batch_id text NOT NULL,
     resource_id text NOT NULL,          -- '' when the error names no resource
@@ -125,8 +134,21 @@ CREATE TABLE IF NOT EXISTS {table} (
     resource jsonb NOT NULL,
     batch_id text,
     content_hash text,
-    last_updated timestamptz NOT NULL DEFAULT now()
+    last_updated timestamptz NOT NULL DEFAULT now(),
+    source_read_at double precision     -- when the source was read (ExtractEvent.read_at)
 );
+-- A table made before source_read_at existed gains it (NULL: never superseded).
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM information_schema.columns
+         WHERE table_schema = current_schema() AND table_name = {table_name}
+           AND column_name = 'source_read_at'
+    ) THEN
+        ALTER TABLE {table} ADD COLUMN source_read_at double precision;
+    END IF;
+END
+$$;
 CREATE INDEX IF NOT EXISTS {tag_index} ON {table}
     USING gin ((resource->'meta'->'tag') jsonb_path_ops);
 CREATE INDEX IF NOT EXISTS {identifier_index} ON {table}
@@ -134,19 +156,36 @@ CREATE INDEX IF NOT EXISTS {identifier_index} ON {table}
 """
 
 _STORED = """
-SELECT id, batch_id, content_hash FROM {table} WHERE id = ANY(%b::text[]) ORDER BY id FOR UPDATE
+SELECT id, batch_id, content_hash, source_read_at FROM {table}
+ WHERE id = ANY(%b::text[]) ORDER BY id FOR UPDATE
+"""
+_TOMBSTONES = """
+SELECT id, read_at FROM river_tombstone WHERE resource_type = %s AND id = ANY(%b::text[])
 """
 _UPSERT = """
-INSERT INTO {table} AS t (id, resource, batch_id, content_hash, last_updated)
-SELECT u.id, u.resource::jsonb, %s, u.hash, now()
-  FROM unnest(%b::text[], %b::text[], %b::text[]) AS u(id, resource, hash)
+INSERT INTO {table} AS t (id, resource, batch_id, content_hash, last_updated, source_read_at)
+SELECT u.id, u.resource::jsonb, %s, u.hash, now(), u.read_at
+  FROM unnest(%b::text[], %b::text[], %b::text[], %b::float8[]) AS u(id, resource, hash, read_at)
  ORDER BY u.id
 ON CONFLICT (id) DO UPDATE SET
     resource = EXCLUDED.resource,
     batch_id = EXCLUDED.batch_id,
     content_hash = EXCLUDED.content_hash,
-    last_updated = EXCLUDED.last_updated
+    last_updated = EXCLUDED.last_updated,
+    source_read_at = EXCLUDED.source_read_at
 RETURNING id, (xmax = 0) AS inserted
+"""
+# Rows read after `read_at` stay (a newer reading made them again); NULL: no version known.
+_DELETE = """
+DELETE FROM {table}
+ WHERE id = ANY(%b::text[])
+   AND (%s::float8 IS NULL OR source_read_at IS NULL OR source_read_at <= %s::float8)
+"""
+_BURY = """
+INSERT INTO river_tombstone (resource_type, id, read_at)
+SELECT %s, u.id, %s FROM unnest(%b::text[]) AS u(id) ORDER BY u.id
+ON CONFLICT (resource_type, id) DO UPDATE
+    SET read_at = greatest(river_tombstone.read_at, EXCLUDED.read_at)
 """
 # `moved`: some increment of the row is not 0, so its counters change: progressed_at too.
 _BUMP = """
@@ -325,6 +364,7 @@ class PostgresStore(FhirStore):
                 conn.execute(
                     sql.SQL(RESOURCE_TABLE).format(
                         table=sql.Identifier(table),
+                        table_name=sql.Literal(table),
                         tag_index=sql.Identifier(f"{table}_meta_tag"),
                         identifier_index=sql.Identifier(f"{table}_identifier"),
                     )
@@ -341,21 +381,32 @@ class PostgresStore(FhirStore):
         self._tables.update(missing)
 
     # --- resources --------------------------------------------------------------------------
-    def load(self, batch_id: str, items: Sequence[tuple[str, dict[str, Any]]]) -> list[Loaded]:
+    def load(
+        self,
+        batch_id: str,
+        items: Sequence[tuple[str, dict[str, Any]]],
+        read_at: Sequence[float | None] | None = None,
+    ) -> list[Loaded]:
         if not items:
             return []
         ids_by_type = keys_of(items)
         self._ensure_tables(list(ids_by_type))
+        versioned = read_at is not None and any(r is not None for r in read_at)
 
         def work(conn: psycopg.Connection[Any]) -> list[Loaded]:
-            stored = {}
+            stored: dict[tuple[str, str], Stored] = {}
+            deleted: dict[tuple[str, str], float] = {}
             with conn.cursor() as cur:
                 for resource_type, ids in ids_by_type.items():
                     table = sql.Identifier(self.table_name(resource_type))
                     cur.execute(sql.SQL(_STORED).format(table=table), (ids,))
-                    for rid, batch, digest in cur:
-                        stored[(resource_type, rid)] = (batch, digest)
-                plan = plan_load(batch_id, items, stored)
+                    for rid, batch, digest, read in cur:
+                        stored[(resource_type, rid)] = (batch, digest, read)
+                    absent = [rid for rid in ids if (resource_type, rid) not in stored]
+                    if versioned and absent:
+                        cur.execute(_TOMBSTONES, (resource_type, absent))
+                        deleted.update(((resource_type, rid), at) for rid, at in cur)
+                plan = plan_load(batch_id, items, stored, read_at, deleted)
                 for resource_type, rows in plan.by_type().items():
                     table = sql.Identifier(self.table_name(resource_type))
                     cur.execute(
@@ -365,12 +416,20 @@ class PostgresStore(FhirStore):
                             [row[0] for row in rows],
                             [orjson.dumps(row[1]).decode() for row in rows],
                             [row[2] for row in rows],
+                            [row[3] for row in rows],
                         ),
                     )
                     inserted = dict(cur.fetchall())
-                    for rid, _, _ in rows:
+                    for rid, *_ in rows:
                         if (resource_type, rid) in plan.first_created and not inserted[rid]:
                             raise _Raced
+                    revived = [rid for t, rid in plan.revived if t == resource_type]
+                    if revived:
+                        cur.execute(
+                            "DELETE FROM river_tombstone"
+                            " WHERE resource_type = %s AND id = ANY(%b::text[])",
+                            (resource_type, revived),
+                        )
                 self._bump(cur, batch_id, plan.counters())
             return plan.loaded
 
@@ -386,7 +445,12 @@ class PostgresStore(FhirStore):
             raise _refused(error, items) from None
 
     def delete(
-        self, batch_id: str, resource_id: str, resource_type: str, ids: Sequence[str]
+        self,
+        batch_id: str,
+        resource_id: str,
+        resource_type: str,
+        ids: Sequence[str],
+        read_at: float | None = None,
     ) -> int:
         if not ids:
             return 0
@@ -394,10 +458,9 @@ class PostgresStore(FhirStore):
 
         def work(conn: psycopg.Connection[Any]) -> int:
             with conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL("DELETE FROM {table} WHERE id = ANY(%b::text[])").format(table=table),
-                    (list(ids),),
-                )
+                if read_at is not None:
+                    cur.execute(_BURY, (resource_type, read_at, list(ids)))
+                cur.execute(sql.SQL(_DELETE).format(table=table), (list(ids), read_at, read_at))
                 deleted = cur.rowcount
                 if deleted:
                     self._bump(cur, batch_id, {resource_id: {"deleted": deleted}})

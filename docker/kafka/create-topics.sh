@@ -7,7 +7,7 @@
 #   TOPICS       names, space-separated
 set -eu
 : "${BOOTSTRAP:=kafka:19092}" "${PREFIX:=}" "${PARTITIONS:=3}"
-: "${TOPICS:=batch extract transform load errors}"
+: "${TOPICS:=batch extract transform load errors extract-live transform-live}"
 : "${KAFKA_TOPICS:=/opt/kafka/bin/kafka-topics.sh}"
 for name in $TOPICS; do
     "$KAFKA_TOPICS" --bootstrap-server "$BOOTSTRAP" --create --if-not-exists \

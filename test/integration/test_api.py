@@ -41,6 +41,7 @@ from werkzeug.serving import make_server
 from adapters.kafka import EventProducer
 from adapters.store import FhirStore, InstanceError, open_store
 from api.app import create_app
+from api.health import PIPELINE
 from api.openapi import document
 from cli import client
 from cli import main as cli
@@ -1000,7 +1001,7 @@ def test_health_when_every_part_answers(api, topic_prefix):
                 "auto.offset.reset": "latest",
             }
         )
-        for name in ("extractor", "transformer", "loader")
+        for name in PIPELINE
     }
     for consumer in members.values():
         consumer.subscribe([topic_prefix + events.LOAD])

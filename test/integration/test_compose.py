@@ -27,6 +27,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
+from river import events
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -39,7 +41,7 @@ CDC_CONNECTOR = ROOT / "kafka_connect_connectors" / "sources" / "mimic-postgres-
 
 APP_SERVICES = ("api", "extractor", "transformer", "loader")
 STACK = {"kafka", "connect", "postgres", "mongo", "sftp", "keycloak", *APP_SERVICES}
-TOPICS = {"batch", "extract", "transform", "load", "errors"}
+TOPICS = set(events.TOPICS)
 # What a Compose user must set (.env.example, "Docker Compose"): no default anywhere.
 SECRETS = {
     "POSTGRES_SUPERUSER_PASSWORD",

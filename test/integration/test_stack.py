@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
+from river import events
+
 ROOT = Path(__file__).resolve().parents[2]
-TOPICS = ("batch", "extract", "transform", "load", "errors")
+TOPICS = events.TOPICS
 
 pytestmark = pytest.mark.stack
 

@@ -516,6 +516,74 @@ def test_delete_counts_what_it_deleted(store: FhirStore):
     assert actions(store.load("b1", [("res-patient", patient(0))])) == ["created"]
 
 
+# --- versions: batches and live changes reach the loader by two paths ------------------
+
+
+def test_an_older_reading_never_overwrites_a_newer_one(store: FhirStore):
+    """A batch extracted an instance at 10.0; a live change read it again at 20.0 and
+    reached the store first: the batch's version arrives later and changes nothing,
+    but counts as loaded (an update) so that its batch still completes."""
+    store.create_batch("live-src", ["res-patient"], live=True)
+    store.create_batch("b1", ["res-patient"])
+    newer = patient(1, family="Newer")
+    assert actions(store.load("live-src", [("res-patient", newer)], [20.0])) == ["created"]
+    older = patient(1, family="Older")
+    assert actions(store.load("b1", [("res-patient", older)], [10.0])) == ["superseded"]
+    assert store.read("Patient", "pat-001") == newer
+    b1 = counts(store, "b1")
+    assert (b1["created"], b1["updated"], b1["transformed"], b1["loaded"]) == (0, 1, 1, 1)
+    # A later reading writes, whichever batch it comes from; so does one of no known time.
+    later = patient(1, family="Later")
+    assert actions(store.load("b1", [("res-patient", later)], [30.0])) == ["updated"]
+    assert store.read("Patient", "pat-001") == later
+    unknown = patient(1, family="Unknown")
+    assert actions(store.load("b1", [("res-patient", unknown)])) == ["updated"]
+    assert store.read("Patient", "pat-001") == unknown
+    # ... and keeps the newest known reading: 25.0 is still older than 30.0.
+    assert actions(store.load("b1", [("res-patient", patient(1))], [25.0])) == ["superseded"]
+    assert store.read("Patient", "pat-001") == unknown
+
+
+def test_a_deletion_keeps_older_readings_out_and_newer_ones_in(store: FhirStore):
+    store.create_batch("b1", ["res-patient"])
+    store.create_batch("live-src", ["res-patient"], live=True)
+    store.load("b1", [("res-patient", patient(n)) for n in range(2)], [10.0, 10.0])
+    # A live change deleted pat-000 (read at 20.0): the batch's version read at 15.0
+    # comes after, and does not bring it back.
+    assert store.delete("live-src", "res-patient", "Patient", ["pat-000"], 20.0) == 1
+    assert actions(store.load("b1", [("res-patient", patient(0))], [15.0])) == ["superseded"]
+    assert store.read("Patient", "pat-000") is None
+    assert counts(store, "b1")["updated"] == 1
+    # A reading after the deletion makes it again (the row came back in the source).
+    assert actions(store.load("b1", [("res-patient", patient(0))], [25.0])) == ["created"]
+    assert store.read("Patient", "pat-000") is not None
+    # A deletion read before the stored version leaves it: a newer reading made it.
+    assert store.delete("live-src", "res-patient", "Patient", ["pat-001"], 5.0) == 0
+    assert store.read("Patient", "pat-001") is not None
+    # Deleted once more, then its tombstone is older than a new reading: created.
+    assert store.delete("live-src", "res-patient", "Patient", ["pat-000"], 26.0) == 1
+    assert actions(store.load("b1", [("res-patient", patient(0))], [27.0])) == ["created"]
+
+
+def test_postgres_gains_the_reading_time_on_a_table_made_before_it():
+    with scratch_database("river_test_store_read_at") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE patient (id text PRIMARY KEY, resource jsonb NOT NULL,"
+                " batch_id text, content_hash text,"
+                " last_updated timestamptz NOT NULL DEFAULT now())"
+            )
+        store = PostgresStore(url)
+        try:
+            store.create_batch("b1", ["res-patient"])
+            assert actions(store.load("b1", [("res-patient", patient(1))], [10.0])) == ["created"]
+            assert actions(store.load("b1", [("res-patient", patient(1, "X"))], [5.0])) == [
+                "superseded"
+            ]
+        finally:
+            store.close()
+
+
 def test_ping(store: FhirStore):
     store.ping()
 
