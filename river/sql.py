@@ -29,7 +29,7 @@ from sqlalchemy.exc import InterfaceError, NoSuchTableError, OperationalError, S
 from river.errors import InvalidValue, SourceError, SourceUnavailable, shape_of
 from river.plan import ResourcePlan, SqlInput
 from river.secrets import mask_url_password
-from river.unreadable import Unreadable, not_finite, tolerate_unreadable
+from river.unreadable import Unreadable, is_sql_ascii, not_finite, tolerate_unreadable
 
 Columns = dict[str, list[Any]]
 # Primary key values per query: an IN list is one bound parameter a value, and
@@ -58,8 +58,12 @@ class SourceDatabase:
         self.chunk_size = chunk_size
         self.engine: Engine = sa.create_engine(self.url, pool_pre_ping=True)
         if self.url.get_driver_name() == "psycopg":
-            sa.event.listen(self.engine, "connect", _tolerate_unreadable)
+            # Before SQLAlchemy's own first queries too (first_connect), which read
+            # text: a SQL_ASCII database's text comes undecoded (river.unreadable).
+            for event in ("first_connect", "connect"):
+                sa.event.listen(self.engine, event, _tolerate_unreadable, insert=True)
         self._tables: dict[tuple[str, str], sa.Table] = {}
+        self._sql_ascii: bool | None = None
 
     @property
     def where(self) -> str:
@@ -204,7 +208,22 @@ class SourceDatabase:
     def _converter(self, plan: ResourcePlan, column: SqlInput) -> Callable[[Any], Any] | None:
         alias = next(a for a in plan.aliases if a.name == column.alias)
         sql_type = self.table(alias.owner, alias.table).c[column.column.column].type
-        return _json_converter(sql_type)
+        convert = _json_converter(sql_type)
+        if convert is None and self.sql_ascii:
+            # Its text may be unreadable (river.unreadable): each value is looked at.
+            return _as_read
+        return convert
+
+    @property
+    def sql_ascii(self) -> bool:
+        """Whether the source is a PostgreSQL database of encoding SQL_ASCII."""
+        if self._sql_ascii is None:
+            if self.url.get_driver_name() != "psycopg":
+                self._sql_ascii = False
+            else:
+                with self.engine.connect() as connection:
+                    self._sql_ascii = is_sql_ascii(connection.connection.dbapi_connection)
+        return self._sql_ascii
 
 
 def _joined(
@@ -347,6 +366,10 @@ def _json_converter(sql_type: sa.types.TypeEngine) -> Callable[[Any], Any] | Non
     if python_type in (str, int, bool):
         return None
     return _to_json
+
+
+def _as_read(value: Any) -> Any:
+    return value
 
 
 def _finite(value: Any) -> Any:

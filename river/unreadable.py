@@ -1,7 +1,10 @@
 """Source values Python cannot hold, kept per value instead of failing a whole query.
 
 PostgreSQL accepts dates Python's `datetime` cannot represent (`infinity`, years
-after 9999 or before 1), times of `24:00:00`, and `NaN` or infinite numbers. The
+after 9999 or before 1), times of `24:00:00`, and `NaN` or infinite numbers; and a
+`SQL_ASCII` database checks no encoding, so its text may be any bytes (which the
+driver hands over undecoded: each text value is read here as UTF-8, else
+unreadable). The
 driver raises on the first such value it reads, which would stop the extraction
 of a whole resource (every instance after it too). Instead each value the driver
 cannot read becomes an `Unreadable` marker; the extraction then fails that one
@@ -55,9 +58,26 @@ def not_finite(value: float | Any) -> Unreadable:
     return Unreadable(f"{word}, which a FHIR number cannot hold")
 
 
+# The text types whose values a SQL_ASCII database holds as bytes of no known encoding.
+_TEXT_TYPES = ("text", "varchar", "bpchar", "name")
+NOT_UTF8 = "text that is not UTF-8 (the source database is SQL_ASCII, which checks no encoding)"
+
+
+def is_sql_ascii(connection: psycopg.Connection) -> bool:
+    """Whether the database checks no encoding: its text may be any bytes, which the
+    server hands over as they are whatever the client encoding."""
+    return connection.info.parameter_status("server_encoding") == "SQL_ASCII"
+
+
 def tolerate_unreadable(connection: psycopg.Connection) -> None:
     """Make the date and time loaders of a psycopg connection return `Unreadable`
-    markers instead of raising (text format: what SQLAlchemy's cursors use)."""
+    markers instead of raising (text format: what SQLAlchemy's cursors use); on a
+    SQL_ASCII database, read text as UTF-8, a value that is not being `Unreadable`."""
+    if is_sql_ascii(connection):
+        for name in _TEXT_TYPES:
+            info = connection.adapters.types.get(name)
+            if info is not None:
+                connection.adapters.register_loader(info.oid, _Utf8Text)
     for name, reason in _OUT_OF_RANGE.items():
         info = connection.adapters.types.get(name)
         if info is None:
@@ -66,6 +86,14 @@ def tolerate_unreadable(connection: psycopg.Connection) -> None:
         if inner is None:
             continue
         connection.adapters.register_loader(info.oid, _tolerant(inner, name, reason))
+
+
+class _Utf8Text(Loader):
+    def load(self, data: Any) -> Any:
+        try:
+            return bytes(data).decode()
+        except UnicodeDecodeError:
+            return Unreadable(NOT_UTF8)
 
 
 def _tolerant(inner: type[Loader], type_name: str, reason: str) -> type[Loader]:

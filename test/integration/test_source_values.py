@@ -5,6 +5,7 @@ length is read (drivers cap bound parameters at 65,535)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import psycopg
@@ -15,7 +16,7 @@ from river.engine import Engine
 from river.mapping import MappingSet
 from river.scripts import ScriptRegistry
 from river.sql import SourceDatabase
-from test.conftest import scratch_database
+from test.conftest import postgres_url, scratch_database
 from test.unit.mapping_builder import ExportBuilder
 
 # row id -> what its row holds that Python cannot, and the column the error names
@@ -111,3 +112,58 @@ def test_more_keys_than_a_statement_can_bind_are_counted_and_read(source, n):
     assert database.count(plan, keys) == n
     assert sum(1 for _ in database.records(plan, keys)) == n
     database.close()
+
+
+def test_text_of_a_sql_ascii_source_is_read_as_utf8_and_other_bytes_fail_their_instance():
+    """A SQL_ASCII database keeps text as bytes, checked against no encoding: UTF-8
+    text reads as itself; other bytes (a Latin-1 é) fail their instance, named."""
+    name = f"river_source_sql_ascii_{os.getpid()}"
+    with psycopg.connect(postgres_url(), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(
+            f"CREATE DATABASE \"{name}\" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'"
+            " TEMPLATE template0"
+        )
+    url = postgres_url(name)
+    try:
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute(
+                "CREATE TABLE visits (id integer PRIMARY KEY, admitted timestamp, born date,"
+                " at time, amount numeric, ratio float8, note text)"
+            )
+            db.execute(
+                "INSERT INTO visits SELECT i, '2012-02-24 06:00', '1970-01-01', '12:00', i, i,"
+                " 'visit ' || i FROM generate_series(1, 4) i"
+            )
+            # Caf\xc3\xa9 is UTF-8; Caf\xe9 is Latin-1, which UTF-8 cannot read.
+            db.execute(r"UPDATE visits SET note = E'Caf\xc3\xa9' WHERE id = 2")
+            db.execute(r"UPDATE visits SET note = E'Caf\xe9' WHERE id = 3")
+        engine = notes_engine(url)
+        resource_id = next(iter(engine.mappings)).resource_id
+        outcomes = {o.primary_key_value: o for o in engine.run(resource_id)}
+        assert sorted(outcomes) == [1, 2, 3, 4]
+        assert outcomes[1].resource["identifier"][0]["value"] == "visit 1"
+        assert outcomes[2].resource["identifier"][0]["value"] == "Café"
+        assert outcomes[3].resource is None
+        assert outcomes[3].error == (
+            "cannot read the source row: column visits.note: text that is not UTF-8"
+            " (the source database is SQL_ASCII, which checks no encoding)"
+        )
+        assert outcomes[4].resource is not None
+        engine.close()
+    finally:
+        with psycopg.connect(postgres_url(), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def notes_engine(url: str) -> Engine:
+    export = ExportBuilder()
+    visit = export.resource("Encounter", "visits", "id")
+    visit.attribute("status", "code", export.group(static=["finished"]))
+    visit.attribute("class.code", "code", export.group(static=["IMP"]))
+    visit.attribute(
+        "identifier[0].value", "string", export.group(sql=[export.input("visits", "note")])
+    )
+    mapping = export.analyse()
+    scripts = ScriptRegistry.default()
+    return Engine(MappingSet([mapping]), scripts, ConceptMaps({}), source_db_url=url)
