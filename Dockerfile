@@ -1,6 +1,7 @@
 # FHIR River: one image for the four services (and the Compose stack's seed).
 #   docker build -t fhir-river .
-#   docker run fhir-river                          # api, gunicorn on port 3000 (the CMD)
+#   docker run fhir-river                          # api (the CMD): python -m api, gunicorn
+#                                                  # on 3000, its metrics on 9100
 #   docker run fhir-river python -m extractor      # or transformer, loader
 # Settings come from the environment (.env.example lists them); docker-compose.yml
 # runs the whole stack.
@@ -10,7 +11,9 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    API_HOST=0.0.0.0 \
+    METRICS_HOST=0.0.0.0
 
 WORKDIR /app
 
@@ -34,5 +37,8 @@ RUN pip install --no-deps . \
 
 USER 10001:10001
 
-EXPOSE 3000
-CMD ["gunicorn", "--bind", "0.0.0.0:3000", "--workers", "2", "--access-logfile", "-", "api.app:create_app()"]
+# The API (3000) and the metrics of the api, extractor, transformer and loader (9100-9103).
+EXPOSE 3000 9100 9101 9102 9103
+# python -m api runs gunicorn (API_WORKERS, 2) with what a bare `gunicorn api.app:...`
+# lacks: the workers' metrics added up on METRICS_PORT_API, LOG_FORMAT for its own logs.
+CMD ["python", "-m", "api"]

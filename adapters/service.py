@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 
-from adapters import metrics
+from adapters import logs, metrics
 from adapters.kafka import Failure, Message, Output, where
 from adapters.store import FhirStore, InstanceError, open_store
+from adapters.store.fhir_server import FhirServerSettings
 from river import events
 from river.engine import Engine
 from river.errors import RiverError
@@ -18,14 +18,15 @@ from river.settings import Settings
 
 def start(name: str, with_engine: bool = True) -> tuple[Settings, Engine | None, FhirStore]:
     """Settings, the mapping engine (unless the service needs none) and the store."""
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
-        format=f"%(asctime)s {name}[%(process)d] %(levelname)s %(message)s",
-    )
+    logs.configure_logging(name)  # LOG_LEVEL, LOG_FORMAT (adapters/logs.py)
     try:
         settings = Settings.load()
         engine = Engine.from_settings(settings) if with_engine else None
-        store = open_store(settings.fhir_store_url, bulk_size=settings.mongo_bulk_size)
+        store = open_store(
+            settings.fhir_store_url,
+            bulk_size=settings.mongo_bulk_size,
+            fhir_server=FhirServerSettings.of(settings),
+        )
     except RiverError as error:  # a setting or a mapping to fix: one sentence, no trace
         logging.getLogger("river").error("%s cannot start: %s", name, error)
         raise SystemExit(1) from None

@@ -16,6 +16,7 @@ import sys
 import tempfile
 from typing import Any
 
+from adapters import logs  # nothing of prometheus_client: see _prepare_multiprocess
 from river.errors import RiverError
 from river.settings import Settings
 
@@ -28,10 +29,7 @@ def main() -> None:
     if _gunicorn_available() and _metrics_port():
         # Before prometheus_client is imported: the workers count into files there.
         metrics_folder = _prepare_multiprocess()
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
-        format="%(asctime)s api[%(process)d] %(levelname)s %(message)s",
-    )
+    logs.configure_logging("api")  # LOG_LEVEL, LOG_FORMAT; gunicorn's own logs below
     try:
         settings = Settings.load()
         from api.auth import check_mode
@@ -85,9 +83,7 @@ def main() -> None:
             "graceful_timeout": 20,
             "post_fork": _die_with_the_master,
             **(_metrics_hooks(settings, engine) if metrics_folder else {}),
-            "accesslog": "-",
-            "errorlog": "-",
-            "loglevel": os.environ.get("LOG_LEVEL", "INFO").lower(),
+            **logs.gunicorn_options(),
         }
     ).run()
     if metrics_folder:

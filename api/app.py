@@ -3,9 +3,10 @@
     app = create_app()                                      # settings from the environment
     app = create_app(settings, engine=e, store=s, producer=p)   # tests pass real parts
 
-`python -m api` serves it with gunicorn (the Dockerfile runs
-`gunicorn 'api.app:create_app()'`). Every answer is JSON; every problem is a
-FHIR OperationOutcome (api/fhir.py) with the status that fits it:
+`python -m api` serves it with gunicorn (the local stack and the Dockerfile run it;
+a bare `gunicorn 'api.app:create_app()'` works too, without the metrics port). Every
+answer is JSON; every problem is a FHIR OperationOutcome (api/fhir.py) with the status
+that fits it:
 
 - 400: the request is wrong (body, field, parameter, unknown resource id, too large);
 - 404: no such batch, resource, route; 405: method; 409: the batch's state forbids it;
@@ -17,15 +18,16 @@ FHIR OperationOutcome (api/fhir.py) with the status that fits it:
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import uuid
 
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from adapters import logs
 from adapters.kafka import EventProducer, KafkaUnavailable
 from adapters.store import FhirStore, StoreUnavailable, open_store
+from adapters.store.fhir_server import FhirServerSettings
 from api import batches, fhir_routes
 from api.audit import AUDITED, audit_event
 from api.auth import LOCAL_CALLER, OIDC, PUBLIC, TokenVerifier, check_mode, forbidden, required_role
@@ -61,11 +63,8 @@ def create_app(
     """The API over these parts; what is not given is made from `settings`
     (read from the environment and `.env` when not given)."""
     if not logging.getLogger().handlers:
-        # Served as `gunicorn 'api.app:create_app()'` (the Dockerfile), nothing set logging up.
-        logging.basicConfig(
-            level=os.environ.get("LOG_LEVEL", "INFO"),
-            format="%(asctime)s api[%(process)d] %(levelname)s %(message)s",
-        )
+        # Served as `gunicorn 'api.app:create_app()'`, nothing set logging up (python -m api did).
+        logs.configure_logging("api")
     if settings is None:
         settings = Settings.load()
     check_mode(settings)  # before anything opens: API_AUTH=none only on loopback
@@ -73,7 +72,11 @@ def create_app(
     if engine is None:
         engine = Engine.from_settings(settings)
     if store is None:
-        store = open_store(settings.fhir_store_url, bulk_size=settings.mongo_bulk_size)
+        store = open_store(
+            settings.fhir_store_url,
+            bulk_size=settings.mongo_bulk_size,
+            fhir_server=FhirServerSettings.of(settings),
+        )
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY

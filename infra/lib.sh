@@ -411,7 +411,8 @@ service_ready() {
         http_answers "$API_PORT" /health
     else
         # Process substitution, not a pipe: grep -q would end tail with SIGPIPE (pipefail).
-        grep -qF -- " $name consuming " < <(tail -c "+$((offset + 1))" "$LOGS/$name.log" 2>/dev/null)
+        # Either LOG_FORMAT: `... INFO <name> consuming ...`, `..."message":"<name> consuming ...`.
+        grep -qE -- "[ \"]$name consuming " < <(tail -c "+$((offset + 1))" "$LOGS/$name.log" 2>/dev/null)
     fi
 }
 

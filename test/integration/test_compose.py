@@ -40,7 +40,8 @@ REALM_FILE = ROOT / "infra" / "keycloak" / "fhir-river-realm.json"
 CDC_CONNECTOR = ROOT / "kafka_connect_connectors" / "sources" / "mimic-postgres-cdc.json"
 
 APP_SERVICES = ("api", "extractor", "transformer", "loader")
-STACK = {"kafka", "connect", "postgres", "mongo", "sftp", "keycloak", *APP_SERVICES}
+STACK = {"kafka", "connect", "postgres", "mongo", "sftp", "keycloak", *APP_SERVICES,
+         "prometheus", "grafana"}  # fmt: skip
 TOPICS = set(events.TOPICS)
 # What a Compose user must set (.env.example, "Docker Compose"): no default anywhere.
 SECRETS = {
@@ -53,6 +54,7 @@ SECRETS = {
     "SFTP_UPLOAD_PASSWORD",
     "KC_BOOTSTRAP_ADMIN_PASSWORD",
     "RIVER_SCRIPTS_CLIENT_SECRET",
+    "GRAFANA_ADMIN_PASSWORD",
 }
 # The passwords of the services' database roles, which PostgreSQL's init script sets.
 ROLE_SECRETS = (
@@ -66,8 +68,20 @@ ROLE_SECRETS = (
 OPTIONAL_CREDENTIALS = {"PYROG_PASSWORD"}
 # The values the tests give the secrets (letters, digits, -: fit for URLs).
 SECRET_VALUES = {name: f"test-{name.lower().replace('_', '-')}" for name in SECRETS}
-# Only these reach the host: (published, target) ports.
-PUBLISHED = {"api": {("3000", "3000")}, "keycloak": {("8180", "8080")}}
+# Only these reach the host: (published, target) ports; the last two on its loopback only.
+PUBLISHED = {
+    "api": {("3000", "3000")},
+    "keycloak": {("8180", "8080")},
+    "prometheus": {("9090", "9090")},
+    "grafana": {("3001", "3000")},
+}
+LOOPBACK_ONLY = ("prometheus", "grafana")
+# Where each service serves its Prometheus metrics (river.settings.Settings' defaults).
+METRICS_PORTS = {"api": 9100, "extractor": 9101, "transformer": 9102, "loader": 9103}
+PROMETHEUS_CONFIG = ROOT / "docker" / "prometheus" / "prometheus.yml"
+ALERT_RULES = ROOT / "infra" / "prometheus" / "alerts.yml"
+GRAFANA = ROOT / "docker" / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "fhir-river.json"
 ISSUER = "http://localhost:8180/realms/fhir-river"
 JWKS_URL = "http://keycloak:8080/realms/fhir-river/protocol/openid-connect/certs"
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}
@@ -237,6 +251,18 @@ def mounts(svc: dict[str, Any]) -> list[tuple[str, str]]:
             parts = str(volume).split(":")
             pairs.append((parts[0], parts[1]))
     return pairs
+
+
+def host_ips(svc: dict[str, Any]) -> set[str]:
+    """The host addresses a service's ports are published on ("" for all)."""
+    found = set()
+    for port in svc.get("ports") or []:
+        if isinstance(port, dict):
+            found.add(str(port.get("host_ip", "")))
+        else:
+            parts = str(port).split("/")[0].split(":")
+            found.add(parts[0] if len(parts) == 3 else "")
+    return found
 
 
 def command(svc: dict[str, Any]) -> list[str]:
@@ -432,8 +458,10 @@ def test_the_four_services_come_from_one_image(stack: dict[str, Any]) -> None:
         assert build_context(svc) == ROOT, f"{name} is not built from ./Dockerfile"
         images.add(svc["image"])
     assert len(images) == 1, f"the services use several images: {sorted(images)}"
-    assert command(service(stack, "api"))[0] == "gunicorn"
-    assert "api.app:create_app()" in command(service(stack, "api"))
+    # python -m api: gunicorn, and its workers' metrics on METRICS_PORT_API (a bare
+    # `gunicorn api.app:create_app()` serves none).
+    assert command(service(stack, "api")) == ["python", "-m", "api"]
+    assert re.search(r'^CMD \["python", "-m", "api"\]', (ROOT / "Dockerfile").read_text(), re.M)
     for name in ("extractor", "transformer", "loader"):
         assert command(service(stack, name)) == ["python", "-m", name]
 
@@ -441,16 +469,22 @@ def test_the_four_services_come_from_one_image(stack: dict[str, Any]) -> None:
 def test_api_publishes_port_3000(stack: dict[str, Any]) -> None:
     api = service(stack, "api")
     assert ("3000", "3000") in ports(api)
-    assert "0.0.0.0:3000" in command(api)
+    env = environment(api)
+    assert (env["API_HOST"], env["API_PORT"]) == ("0.0.0.0", "3000")
     assert api.get("healthcheck")
 
 
 def test_only_the_api_and_keycloak_are_published(stack: dict[str, Any]) -> None:
-    """Kafka, Connect's REST API, PostgreSQL, MongoDB, SFTP...: the Compose network only."""
+    """Kafka, Connect's REST API, PostgreSQL, MongoDB, SFTP...: the Compose network only;
+    Prometheus and Grafana on the host's loopback only."""
     for name, svc in stack["services"].items():
         assert ports(svc) == PUBLISHED.get(name, set()), (
             f"{name} publishes {sorted(ports(svc))}: only the API (3000) and Keycloak's login"
-            " page (8180) reach the host; use `expose:`"
+            " page (8180) reach the host, Prometheus and Grafana its loopback; use `expose:`"
+        )
+    for name in LOOPBACK_ONLY:
+        assert host_ips(service(stack, name)) == {"127.0.0.1"}, (
+            f"{name} must be published on 127.0.0.1 only"
         )
 
 
@@ -714,3 +748,82 @@ def test_app_image_is_non_root_and_keeps_the_seed_tools() -> None:
     for entry in (".git", ".venv", ".state", ".env"):
         assert entry in ignored, f".dockerignore must leave out {entry}"
     assert "!test/utils" in ignored
+
+
+# --------------------------------------------------------------------------- #
+# Metrics: Prometheus scrapes the services, Grafana shows the dashboard
+# --------------------------------------------------------------------------- #
+def test_the_services_serve_their_metrics_to_the_compose_network(stack: dict[str, Any]) -> None:
+    from river.settings import Settings
+
+    for name, port in METRICS_PORTS.items():
+        env = environment(service(stack, name))
+        assert env["METRICS_HOST"] == "0.0.0.0", f"{name}: Prometheus scrapes it by its name"
+        assert getattr(Settings, f"metrics_port_{name}") == port
+        assert env.get(f"METRICS_PORT_{name.upper()}", str(port)) == str(port), name
+        assert env["LOG_FORMAT"] == env_example()["LOG_FORMAT"] == "text", name
+
+
+def test_prometheus_scrapes_the_four_services_with_the_local_stacks_rules(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    prometheus = service(stack, "prometheus")
+    assert prometheus["image"].startswith("prom/prometheus:")
+    files = {Path(source): target for source, target in mounts(prometheus)}
+    config_target = files[PROMETHEUS_CONFIG]
+    assert f"--config.file={config_target}" in command(prometheus)
+    # One set of alert rules: the local stack's file, mounted where the config names it.
+    config = yaml_to_data(PROMETHEUS_CONFIG.read_text())
+    (rules,) = config["rule_files"]
+    assert files[ALERT_RULES] == str(Path(config_target).parent / rules)
+    (job,) = config["scrape_configs"]
+    targets = {group["labels"]["component"]: group["targets"] for group in job["static_configs"]}
+    assert targets == {name: [f"{name}:{port}"] for name, port in METRICS_PORTS.items()}
+    # The local stack's scrape job has the same name and labels: the alerts work on both.
+    local = yaml_to_data((ROOT / "infra" / "prometheus" / "prometheus.yml").read_text())
+    assert local["scrape_configs"][0]["job_name"] == job["job_name"] == "fhir-river"
+    assert 'up{job="fhir-river"}' in ALERT_RULES.read_text()
+    promtool = shutil.which("promtool")
+    if promtool:  # the config with the rules beside it, as in the container
+        shutil.copy(PROMETHEUS_CONFIG, tmp_path / "prometheus.yml")
+        shutil.copy(ALERT_RULES, tmp_path / rules)
+        done = subprocess.run(
+            [promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_grafana_has_the_prometheus_datasource_and_the_dashboard(stack: dict[str, Any]) -> None:
+    grafana = service(stack, "grafana")
+    assert grafana["image"].startswith("grafana/grafana:")
+    assert depends_on(grafana) == {"prometheus": "service_healthy"}
+    assert service(stack, "prometheus").get("healthcheck")
+    env = environment(grafana)
+    assert env["GF_SECURITY_ADMIN_PASSWORD"] == SECRET_VALUES["GRAFANA_ADMIN_PASSWORD"]
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    files = {Path(source): target for source, target in mounts(grafana)}
+    provisioning = GRAFANA / "provisioning"
+    assert files[provisioning / "datasources"] == "/etc/grafana/provisioning/datasources"
+    assert files[provisioning / "dashboards"] == "/etc/grafana/provisioning/dashboards"
+    (datasource,) = yaml_to_data((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert datasource["type"] == "prometheus"
+    ((_, prometheus_port),) = ports(service(stack, "prometheus"))
+    assert datasource["url"] == f"http://prometheus:{prometheus_port}"
+    # The dashboard's panels name this datasource; the provider reads its folder.
+    dashboard = json.loads(DASHBOARD.read_text())
+    uids = {
+        target["datasource"]["uid"]
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+    }
+    assert uids == {datasource["uid"]}
+    (provider,) = yaml_to_data((provisioning / "dashboards" / "fhir-river.yml").read_text())[
+        "providers"
+    ]
+    assert files[DASHBOARD.parent] == provider["options"]["path"]
+    assert env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == (
+        f"{provider['options']['path']}/{DASHBOARD.name}"
+    )
