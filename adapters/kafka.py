@@ -58,6 +58,9 @@ def max_message_bytes(settings: Settings) -> int:
     return settings.kafka_message_max_bytes + FRAMING
 
 
+KAFKA_LOG = logging.getLogger("river.kafka")
+
+
 def kafka_config(settings: Settings, **config: Any) -> dict[str, Any]:
     """The configuration every Kafka client of FHIR River starts from (producers,
     consumers, admin clients of the services, the API and the tests' helpers): where
@@ -69,6 +72,9 @@ def kafka_config(settings: Settings, **config: Any) -> dict[str, Any]:
     found: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "security.protocol": protocol,
+        # librdkafka's own lines through Python's logging (LOG_FORMAT=json's lines
+        # too), rather than raw on stderr.
+        "logger": KAFKA_LOG,
     }
     if protocol.startswith("SASL_"):
         found["sasl.mechanism"] = settings.kafka_sasl_mechanism.upper()

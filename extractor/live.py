@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from adapters import metrics
+from adapters import logs, metrics
 from adapters.kafka import EventTooLarge, Message, Output
 from adapters.store import CanceledBatches, FhirStore, InstanceError
 from river import events
@@ -86,7 +86,8 @@ class LiveFollower:
             if self.canceled(source.batch_id):
                 continue
             if source.kind == CSV:
-                self._file(source, message, out)
+                with logs.about(source.batch_id):
+                    self._file(source, message, out)
                 continue
             try:
                 change = parse_change(message.value)
@@ -110,8 +111,9 @@ class LiveFollower:
             changes[source.name].append(change)
         for source in self.sources:
             if changes.get(source.name):
-                log.debug("connector %s: %d change(s)", source.name, len(changes[source.name]))
-                self._changes(source, changes[source.name], out)
+                with logs.about(source.batch_id):
+                    log.debug("connector %s: %d change(s)", source.name, len(changes[source.name]))
+                    self._changes(source, changes[source.name], out)
 
     # --- database changes -----------------------------------------------------------------
     def _changes(self, source: LiveSource, changes: list[RowChange], out: Output) -> None:

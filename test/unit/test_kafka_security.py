@@ -14,6 +14,7 @@ from confluent_kafka.admin import AdminClient
 
 import adapters.kafka as kafka
 from adapters.kafka import (
+    KAFKA_LOG,
     EventProducer,
     KafkaRefused,
     KafkaUnavailable,
@@ -53,6 +54,7 @@ def test_the_default_is_plaintext_with_no_credentials(monkeypatch):
     assert kafka_config(settings) == {
         "bootstrap.servers": "127.0.0.1:9092",
         "security.protocol": "PLAINTEXT",
+        "logger": KAFKA_LOG,
     }
 
 
@@ -64,6 +66,7 @@ def test_sasl_settings_reach_the_client_configuration(monkeypatch):
         "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": "fhir-river",
         "sasl.password": PASSWORD,
+        "logger": KAFKA_LOG,
         "group.id": "g",
     }
 
