@@ -13,13 +13,15 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from cli.login import Login
 from river.settings import Settings
-from test.conftest import ROOT, scripts_settings
+from test.conftest import ROOT, postgres_url, scripts_settings
+from test.utils.create_records_db import create_in_database
 
 SETTINGS = Settings.load(ROOT / ".env")
 PORTS = {
@@ -62,6 +64,13 @@ def test_every_metrics_endpoint_answers(service):
 
 
 def test_a_batch_grows_the_loaded_counter_by_exactly_its_count():
+    # The stack's source is empty after `make start` until `make run` loads the example
+    # data: give it patients then (never replacing what a developer loaded).
+    source_url = postgres_url("mimic")  # the stack's source (SOURCE_DB_NAME)
+    with psycopg.connect(source_url) as source:
+        empty = source.execute("SELECT NOT EXISTS (SELECT 1 FROM patients)").fetchone()[0]
+    if empty:
+        create_in_database(source_url, 20, seed=1, replace=True)
     token = Login(scripts_settings()).access_token()
     auth = {"Authorization": f"Bearer {token}"}
     before = loaded(EXAMPLE)
