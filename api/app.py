@@ -30,7 +30,16 @@ from adapters.store import FhirStore, StoreUnavailable, open_store
 from adapters.store.fhir_server import FhirServerSettings
 from api import batches, fhir_routes
 from api.audit import AUDITED, audit_event
-from api.auth import LOCAL_CALLER, OIDC, PUBLIC, TokenVerifier, check_mode, forbidden, required_role
+from api.auth import (
+    LOCAL_CALLER,
+    NONE,
+    OIDC,
+    PUBLIC,
+    TokenVerifier,
+    check_mode,
+    forbidden,
+    required_role,
+)
 from api.fhir import (
     EXCEPTION,
     NOT_FOUND,
@@ -45,6 +54,7 @@ from api.inputs import MAX_BODY, drain_body, oversize_error
 from api.metrics import instrument
 from api.openapi import document
 from api.services import Services, services, warm_up
+from console import blueprint as console_blueprint
 from river.engine import Engine
 from river.errors import RiverError, SourceUnavailable
 from river.secrets import install_log_filter
@@ -91,6 +101,8 @@ def create_app(
     app.add_url_rule("/health", "health", health, methods=["GET"])
     app.add_url_rule("/health/live", "alive", alive, methods=["GET"])
     app.add_url_rule("/openapi.json", "openapi", openapi, methods=["GET"])
+    app.add_url_rule("/me", "me", me, methods=["GET"])
+    app.register_blueprint(console_blueprint)
     _register_error_handlers(app)
     instrument(app)  # first: a refused token is counted and timed too
     app.before_request(_authenticate)
@@ -118,6 +130,19 @@ def alive() -> Response:
 
 def openapi() -> Response:
     return json_response(document())
+
+
+def me() -> Response:
+    """Who calls, as the API sees the token: what the console shows beside its menu."""
+    caller = g.caller
+    return json_response(
+        {
+            "name": caller.name,
+            "role": caller.role,
+            "roles": sorted(caller.roles),
+            "auth": OIDC if current_app.extensions["river_auth"] is not None else NONE,
+        }
+    )
 
 
 # --- who calls, and the audit trail ----------------------------------------------------

@@ -45,6 +45,11 @@ OIDC, NONE = "oidc", "none"
 # (an unknown path, a new route not yet listed) needs a reader: closed by default.
 ROUTE_ROLES: dict[str, str | None] = {
     "alive": PUBLIC,
+    # The console's page and files hold no data: its data come through the routes below.
+    "console.page": PUBLIC,
+    "console.asset": PUBLIC,
+    "console.config": PUBLIC,
+    "me": READER,
     "health": READER,
     "openapi": READER,
     "batches.resources": READER,
@@ -55,6 +60,7 @@ ROUTE_ROLES: dict[str, str | None] = {
     "batches.retry_batch": OPERATOR,
     "batches.cancel_batch": OPERATOR,
     "batches.preview": OPERATOR,
+    "batches.resource_keys": OPERATOR,  # reads the source, as a preview does
     "fhir.read": READER,
     "fhir.search": READER,
 }

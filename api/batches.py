@@ -30,6 +30,7 @@ from api.fhir import (
 from api.health import live_source_problem
 from api.inputs import (
     MAX_PRIMARY_KEYS,
+    choice_parameter,
     int_parameter,
     json_body,
     key_list,
@@ -37,10 +38,11 @@ from api.inputs import (
     required,
     string_list,
     string_value,
+    text_parameter,
 )
 from api.services import Services, services
 from river import events
-from river.batches import DEGRADED, RUNNING, BatchState
+from river.batches import CANCELED, COMPLETED, DEGRADED, FAILED, RUNNING, BatchState
 from river.errors import (
     InvalidMapping,
     InvalidValue,
@@ -121,23 +123,78 @@ def resources() -> Response:
     )
 
 
+@blueprint.get("/resources/<resource_id>/keys")
+def resource_keys(resource_id: str) -> Response:
+    """The first primary key values of a resource (after its filters), in order: what
+    a mapping author picks from to preview. Reads the source, as a preview does."""
+    no_other_parameters({"limit"})
+    limit = int_parameter("limit", 20, 1, 1000)
+    river = services()
+    _check_known(river, [resource_id], "resource_id")
+    try:
+        keys = river.engine.first_keys(resource_id, limit)
+    except SourceUnavailable as error:
+        raise ApiError(503, TRANSIENT, str(error)) from None
+    except SourceError as error:
+        raise ApiError(502, EXCEPTION, str(error)) from None
+    except RiverError as error:
+        raise ApiError(400, INVALID, str(error)) from None
+    return json_response({"resource_id": resource_id, "primary_key_values": keys})
+
+
 @blueprint.get("/batches")
 def list_batches() -> Response:
-    no_other_parameters({"limit", "offset"})
+    """Newest first; `live=true|false` keeps live batches or the others, `status` the
+    batches shown with that status."""
+    no_other_parameters({"limit", "offset", "live", "status"})
     limit = int_parameter("limit", 50, 1, 1000)
     offset = int_parameter("offset", 0, 0)
-    # One more than asked tells whether a next page exists, without counting them all.
+    live = choice_parameter("live", ("true", "false"))
+    status = choice_parameter("status", BATCH_STATUSES)
     river = services()
-    found = river.store.batches(limit + 1, offset)
-    page = found[:limit]
+    only_live = None if live is None else live == "true"
+    if status is None:
+        # One more than asked tells whether a next page exists, without counting them all.
+        shown = [_shown(river, s) for s in river.store.batches(limit + 1, offset, only_live)]
+    else:
+        shown = _with_status(river, status, only_live, limit + 1, offset)
+    filters = {k: v for k, v in (("live", live), ("status", status)) if v is not None}
     return json_response(
         {
             "limit": limit,
             "offset": offset,
-            "items": [_shown(river, state) for state in page],
-            **_page_links("batches.list_batches", {}, limit, offset, len(found) > limit),
+            "items": shown[:limit],
+            **_page_links("batches.list_batches", filters, limit, offset, len(shown) > limit),
         }
     )
+
+
+# A batch's status is worked out from its counters (river.batches), not stored: the
+# batches of one status are found by reading the newest first, a page at a time.
+BATCH_STATUSES = (RUNNING, COMPLETED, FAILED, CANCELED, DEGRADED)
+_SCAN_PAGE = 500
+
+
+def _with_status(
+    river: Services, status: str, live: bool | None, wanted: int, offset: int
+) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    skipped = 0
+    at = 0
+    while len(found) < wanted:
+        states = river.store.batches(_SCAN_PAGE, at, live)
+        for state in states:
+            shown = _shown(river, state)
+            if shown["status"] != status:
+                continue
+            if skipped < offset:
+                skipped += 1
+            else:
+                found.append(shown)
+        if len(states) < _SCAN_PAGE:
+            break
+        at += _SCAN_PAGE
+    return found[:wanted]
 
 
 @blueprint.get("/batches/<batch_id>")
@@ -149,12 +206,16 @@ def get_batch(batch_id: str) -> Response:
 
 @blueprint.get("/batches/<batch_id>/errors")
 def batch_errors(batch_id: str) -> Response:
-    no_other_parameters({"limit", "offset"})
+    """Oldest first; `resource_id` and `stage` keep the errors of one resource, one stage."""
+    no_other_parameters({"limit", "offset", "resource_id", "stage"})
     limit = int_parameter("limit", 100, 1, 10_000)
     offset = int_parameter("offset", 0, 0)
+    resource_id = text_parameter("resource_id")
+    stage = text_parameter("stage")
     river = services()
     _batch(river, batch_id)
-    total, errors = river.store.errors(batch_id, limit, offset)
+    total, errors = river.store.errors(batch_id, limit, offset, resource_id, stage)
+    filters = {k: v for k, v in (("resource_id", resource_id), ("stage", stage)) if v is not None}
     return json_response(
         {
             "batch_id": batch_id,
@@ -172,7 +233,7 @@ def batch_errors(batch_id: str) -> Response:
             ],
             **_page_links(
                 "batches.batch_errors",
-                {"batch_id": batch_id},
+                {"batch_id": batch_id, **filters},
                 limit,
                 offset,
                 offset + limit < total,

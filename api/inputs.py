@@ -135,6 +135,29 @@ def int_parameter(name: str, default: int, minimum: int, maximum: int | None = N
     return value
 
 
+def choice_parameter(name: str, choices: tuple[str, ...]) -> str | None:
+    """A query parameter that is one of `choices`, or None when absent."""
+    raw = request.args.getlist(name)
+    if not raw:
+        return None
+    if len(raw) > 1 or raw[0] not in choices:
+        raise ApiError(
+            400,
+            VALUE,
+            f"parameter {name} must be one of {', '.join(choices)}, not {', '.join(raw)!r}",
+            expression=name,
+        )
+    return raw[0]
+
+
+def text_parameter(name: str) -> str | None:
+    """A query parameter given at most once, or None when absent."""
+    raw = request.args.getlist(name)
+    if len(raw) > 1:
+        raise ApiError(400, INVALID, f"parameter {name} is given {len(raw)} times; give it once")
+    return raw[0] if raw else None
+
+
 def no_other_parameters(allowed: set[str]) -> None:
     unknown = sorted(set(request.args) - allowed)
     if unknown:

@@ -151,6 +151,30 @@ SCHEMAS: dict[str, Any] = {
             "instances": {"type": "array", "items": _ref("Resource")},
             "errors": {"type": "array", "items": _ref("InstanceMessage")},
             "warnings": {"type": "array", "items": _ref("InstanceMessage")},
+            "records": {
+                "type": "array",
+                "description": "The source rows as the mapping read them, per instance.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "primary_key_value": _KEY,
+                        "columns": {
+                            "type": "object",
+                            "description": "column label -> one value per joined row",
+                            "additionalProperties": {"type": "array"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "Caller": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "role": {"enum": ["reader", "operator", "admin", None]},
+            "roles": {"type": "array", "items": {"type": "string"}},
+            "auth": {"enum": ["oidc", "none"]},
         },
     },
     "ResourceProgress": {
@@ -419,10 +443,55 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/resources/{resource_id}/keys": {
+        "get": {
+            "summary": "The first primary key values of a resource (after its filters), to"
+            " preview.",
+            "parameters": [
+                _path("resource_id", "A resource id of the mappings."),
+                _query(
+                    "limit",
+                    "How many.",
+                    {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20},
+                ),
+            ],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "resource_id": {"type": "string"},
+                            "primary_key_values": {"type": "array", "items": _KEY},
+                        },
+                    },
+                    "The values, in order.",
+                ),
+                "400": _BAD,
+                "502": _outcome("The source database refused the query."),
+                "503": _outcome("The source database cannot be reached now."),
+                "500": _INTERNAL,
+            },
+        }
+    },
+    "/me": {
+        "get": {
+            "summary": "Who calls: the token's name and role (the console shows it).",
+            "responses": {"200": _json(_ref("Caller"), "The caller."), "500": _INTERNAL},
+        }
+    },
     "/batches": {
         "get": {
             "summary": "Batches, newest first.",
-            "parameters": [_LIMIT, _OFFSET],
+            "parameters": [
+                _LIMIT,
+                _OFFSET,
+                _query("live", "true: live batches only; false: the others.", {"type": "boolean"}),
+                _query(
+                    "status",
+                    "Only the batches of this status.",
+                    {"enum": ["running", "completed", "failed", "canceled", "degraded"]},
+                ),
+            ],
             "responses": {
                 "200": _json(_ref("BatchList"), "A page of batches with next/prev links."),
                 "400": _BAD,
@@ -468,6 +537,12 @@ PATHS: dict[str, Any] = {
                     {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
                 ),
                 _OFFSET,
+                _query("resource_id", "Only the errors of this resource.", {"type": "string"}),
+                _query(
+                    "stage",
+                    "Only the errors of this stage.",
+                    {"enum": ["extract", "transform", "load"]},
+                ),
             ],
             "responses": {
                 "200": _json(_ref("ErrorPage"), "A page of errors with total and next/prev links."),

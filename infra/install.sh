@@ -12,10 +12,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 load_settings
 # shellcheck source=infra/keycloak.sh
 source "$ROOT/infra/keycloak.sh"
+# shellcheck source=infra/hapi.sh
+source "$ROOT/infra/hapi.sh"
 need_root "infra/install.sh"
 case "${1:-}" in
-"" | ferretdb) ;;
-*) die "Unknown part '$1': bash infra/install.sh installs the whole stack, bash infra/install.sh ferretdb builds FerretDB alone." ;;
+"" | ferretdb | hapi) ;;
+*) die "Unknown part '$1': bash infra/install.sh installs the whole stack, bash infra/install.sh ferretdb builds FerretDB alone, bash infra/install.sh hapi builds HAPI FHIR alone." ;;
 esac
 mkdir -p "$STATE_DIR" "$LOGS"
 
@@ -60,6 +62,8 @@ debian_packages() {
     command -v ss >/dev/null || missing+=(iproute2)
     command -v ps >/dev/null || missing+=(procps)
     command -v dot >/dev/null || missing+=(graphviz)
+    # Chromium: the console's tests drive it with Playwright (never `playwright install`).
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
     # Prometheus and promtool (infra/prometheus.sh): the metrics and the alert rules.
     if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
         missing+=(prometheus)
@@ -332,6 +336,13 @@ ferretdb_build() {
     STEP_RESULT="built $FERRETDB_BIN ($(du -h "$FERRETDB_BIN" | cut -f1))"
 }
 
+if [[ ${1:-} = hapi ]]; then
+    say "Installing HAPI FHIR (state in $STATE_DIR)"
+    step "HAPI FHIR $HAPI_VERSION" hapi_install
+    say "Installed in $(elapsed "$T0")s."
+    exit 0
+fi
+
 if [[ ${1:-} = ferretdb ]]; then
     say "Installing FerretDB (state in $STATE_DIR)"
     step "FerretDB $FERRETDB_VERSION" ferretdb_build
@@ -353,4 +364,5 @@ step "Kafka $KAFKA_VERSION jars" kafka_jars
 step "Connect plugin manifests" plugin_manifests
 step "Keycloak $KEYCLOAK_VERSION" keycloak_install
 if want_ferretdb; then step "FerretDB $FERRETDB_VERSION" ferretdb_build; fi
+if want_hapi; then step "HAPI FHIR $HAPI_VERSION" hapi_install; fi
 say "Installed in $(elapsed "$T0")s."

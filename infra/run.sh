@@ -59,6 +59,8 @@ say "Done in $(elapsed "$T0")s. The stack:"
 bash "$ROOT/infra/status.sh" --where
 cat <<TEXT
 
+The console: $API/console/ (sign in as reader, operator or admin; password <user>-password)
+
 Read the FHIR resources back (logged in as operator; river login logs in as you):
   auth="Authorization: Bearer \$(.venv/bin/river token)"    # valid 5 minutes: run it again after
   curl -s -H "\$auth" $API/batches

@@ -13,6 +13,8 @@ load_settings
 source "$ROOT/infra/keycloak.sh"
 # shellcheck source=infra/prometheus.sh
 source "$ROOT/infra/prometheus.sh"
+# shellcheck source=infra/hapi.sh
+source "$ROOT/infra/hapi.sh"
 
 T0=$(now)
 
@@ -55,9 +57,18 @@ ferretdb_start() {
 # --- preflight: everything that would stop us, before anything starts --------------------
 need_root "infra/start.sh"
 case "${1:-}" in
-"" | ferretdb) ;;
-*) die "Unknown part '$1': bash infra/start.sh starts the whole stack, bash infra/start.sh ferretdb starts FerretDB alone." ;;
+"" | ferretdb | hapi) ;;
+*) die "Unknown part '$1': bash infra/start.sh starts the whole stack, bash infra/start.sh ferretdb starts FerretDB alone, bash infra/start.sh hapi starts HAPI FHIR alone." ;;
 esac
+
+if [[ ${1:-} = hapi ]]; then
+    find_java
+    hapi_preflight
+    mkdir -p "$LOGS" "$PIDS"
+    say "Starting HAPI FHIR (log $LOGS/hapi.log)"
+    step "HAPI FHIR $HAPI_VERSION" hapi_start
+    exit 0
+fi
 
 declare -A PORT_OF=()
 if [[ ${1:-} != ferretdb ]]; then
@@ -109,6 +120,7 @@ PG_BIN=$(pg_bin_dir) || die "PostgreSQL's server is not installed: run make inst
 [[ -x /usr/sbin/sshd ]] || die "OpenSSH's server is not installed: run make install (it installs Debian's openssh-server), then make start."
 [[ -x $PY ]] || die "The Python venv $VENV is missing: run make install, then make start."
 if want_ferretdb; then ferretdb_preflight; fi
+if want_hapi; then hapi_preflight; fi
 keycloak_preflight
 prometheus_preflight
 for d in "$KAFKA_LIB" "$DEBEZIUM_DIR" "$CAMEL_DIR"; do
@@ -508,6 +520,8 @@ step "Kafka Connect" connect_start
 step "SFTP (OpenSSH)" sftp_start
 step "Keycloak (OpenID Connect)" keycloak_start
 if want_ferretdb; then step "FerretDB $FERRETDB_VERSION" ferretdb_start; fi
+if want_hapi; then step "HAPI FHIR $HAPI_VERSION" hapi_start; fi
+hapi_target # WITH_HAPI=1: the services load into it
 # api, extractor, transformer, loader (services_start, infra/lib.sh): one that exits at
 # start stops make start, with the last line of its log.
 step "FHIR River services" services_start

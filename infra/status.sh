@@ -11,6 +11,8 @@ load_settings
 source "$ROOT/infra/keycloak.sh"
 # shellcheck source=infra/prometheus.sh
 source "$ROOT/infra/prometheus.sh"
+# shellcheck source=infra/hapi.sh
+source "$ROOT/infra/hapi.sh"
 
 where=""
 [[ ${1:-} = --where ]] && where=1
@@ -45,6 +47,9 @@ line keycloak "$KEYCLOAK_PORT" "$KEYCLOAK_URL" \
 if [[ -n $(running ferretdb "$FERRETDB_PORT") ]] || want_ferretdb; then
     line ferretdb "$FERRETDB_PORT" "mongodb://127.0.0.1:$FERRETDB_PORT" \
         "FerretDB v$FERRETDB_VERSION (SQLite in $FERRETDB_DATA; debug http://127.0.0.1:$FERRETDB_DEBUG_PORT/debug)"
+fi
+if [[ -n $(running hapi "$HAPI_PORT") ]] || want_hapi; then
+    line hapi "$HAPI_PORT" "$HAPI_URL" "HAPI FHIR $HAPI_VERSION (database $HAPI_DB_NAME)"
 fi
 for s in "${SERVICES[@]}"; do
     if [[ -f $ROOT/$s/__main__.py ]]; then

@@ -10,10 +10,12 @@ load_settings
 source "$ROOT/infra/keycloak.sh"
 # shellcheck source=infra/prometheus.sh
 source "$ROOT/infra/prometheus.sh"
+# shellcheck source=infra/hapi.sh
+source "$ROOT/infra/hapi.sh"
 
 case "${1:-}" in
-"" | ferretdb) ;;
-*) die "Unknown part '$1': bash infra/stop.sh stops the whole stack, bash infra/stop.sh ferretdb stops FerretDB alone." ;;
+"" | ferretdb | hapi) ;;
+*) die "Unknown part '$1': bash infra/stop.sh stops the whole stack, bash infra/stop.sh ferretdb stops FerretDB alone, bash infra/stop.sh hapi stops HAPI FHIR alone." ;;
 esac
 
 T0=$(now)
@@ -67,6 +69,11 @@ leftovers() {
 
 STOPPED=()
 mkdir -p "$LOGS"
+if [[ ${1:-} = hapi ]]; then
+    say "Stopping HAPI FHIR"
+    step "HAPI FHIR" stop_part hapi "$HAPI_PORT" 30
+    exit 0
+fi
 if [[ ${1:-} = ferretdb ]]; then
     say "Stopping FerretDB (state in $FERRETDB_HOME)"
     step "FerretDB" stop_part ferretdb "$FERRETDB_PORT" 10
@@ -80,6 +87,7 @@ for s in loader transformer extractor api; do
     [[ -f $PIDS/$s.pid || -f $ROOT/$s/__main__.py ]] && step "$s" stop_part "$s" "$port" 20
 done
 step "FerretDB" stop_part ferretdb "$FERRETDB_PORT" 10
+step "HAPI FHIR" stop_part hapi "$HAPI_PORT" 30
 step "Keycloak" stop_part keycloak "$KEYCLOAK_PORT" 20
 step "Kafka Connect" stop_part connect "$KAFKA_CONNECT_PORT" 30
 step "Kafka" stop_part kafka "$KAFKA_PORT" 30

@@ -112,6 +112,9 @@ class Engine:
     def count(self, resource_id: str, primary_key_values: Iterable[Any] | None = None) -> int:
         return self.source(resource_id).count(self.plan(resource_id), primary_key_values)
 
+    def first_keys(self, resource_id: str, limit: int = 20) -> list[Any]:
+        return self.source(resource_id).first_keys(self.plan(resource_id), limit)
+
     def read_keys(self, resource_id: str, primary_key_values: Iterable[Any]) -> list[Any]:
         """Primary key values read strictly as the key column's type; InvalidValue
         names the first that cannot be (a user's typo must not select another row)."""
@@ -175,12 +178,21 @@ class Engine:
                 yield self.transform(resource_id, record.columns, now)
 
     def preview(self, resource_id: str, primary_key_values: list[Any]) -> dict[str, list[Any]]:
-        """`{"instances", "errors", "warnings"}` for a few rows: nothing is written."""
+        """`{"instances", "errors", "warnings", "records"}` for a few rows: nothing is
+        written. `records` are the source rows as the mapping read them (each column
+        label with one value per joined row), per primary key value."""
         instances: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         warnings: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = []
         seen: set[str] = set()
-        for outcome in self.run(resource_id, primary_key_values):
+
+        def keep(record: Record) -> None:
+            records.append(
+                {"primary_key_value": record.primary_key_value, "columns": record.columns}
+            )
+
+        for outcome in self.run(resource_id, primary_key_values, on_record=keep):
             seen.add(str(outcome.primary_key_value))
             for warning in outcome.warnings:
                 warnings.append(_report(outcome, warning))
@@ -197,7 +209,7 @@ class Engine:
                         "message": "no row has this primary key value (after filters)",
                     }
                 )
-        return {"instances": instances, "errors": errors, "warnings": warnings}
+        return {"instances": instances, "errors": errors, "warnings": warnings, "records": records}
 
     def close(self) -> None:
         for source in self._sources.values():

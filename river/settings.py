@@ -56,6 +56,20 @@ class Settings:
     api_port: int = 3000
     fhir_store_url: str = "postgresql://postgres:postgres@127.0.0.1:5432/fhirstore"
     mongo_bulk_size: int = 500
+    # A FHIR server as the target (adapters/store/fhir_server.py): resources go to its REST
+    # API, batch state stays in FHIR_STORE_URL. Empty: the store holds the resources.
+    fhir_server_url: str = ""
+    fhir_server_token_url: str = ""  # OAuth 2 client credentials (an OIDC token endpoint)
+    fhir_server_client_id: str = ""
+    fhir_server_client_secret: str = field(default="", repr=False)
+    fhir_server_scope: str = ""
+    fhir_server_username: str = ""  # or basic auth
+    fhir_server_password: str = field(default="", repr=False)
+    fhir_server_bundle_type: str = "transaction"
+    fhir_server_bundle_size: int = 250
+    fhir_server_concurrency: int = 2
+    fhir_server_timeout: int = 60
+    fhir_server_retries: int = 3
     # The API shows a resource of a running batch `stalled` when its counters have
     # not moved for this long (seconds; 0: never).
     stalled_after_seconds: int = 300
@@ -123,6 +137,18 @@ class Settings:
             api_port=_read_int(env, "API_PORT", 3000),
             fhir_store_url=_read(env, "FHIR_STORE_URL", cls.fhir_store_url),
             mongo_bulk_size=_read_int(env, "MONGO_BULK_SIZE", 500),
+            fhir_server_url=env.get("FHIR_SERVER_URL", ""),
+            fhir_server_token_url=env.get("FHIR_SERVER_TOKEN_URL", ""),
+            fhir_server_client_id=env.get("FHIR_SERVER_CLIENT_ID", ""),
+            fhir_server_client_secret=env.get("FHIR_SERVER_CLIENT_SECRET", ""),
+            fhir_server_scope=env.get("FHIR_SERVER_SCOPE", ""),
+            fhir_server_username=env.get("FHIR_SERVER_USERNAME", ""),
+            fhir_server_password=env.get("FHIR_SERVER_PASSWORD", ""),
+            fhir_server_bundle_type=_read(env, "FHIR_SERVER_BUNDLE_TYPE", "transaction"),
+            fhir_server_bundle_size=_read_int(env, "FHIR_SERVER_BUNDLE_SIZE", 250),
+            fhir_server_concurrency=_read_int(env, "FHIR_SERVER_CONCURRENCY", 2),
+            fhir_server_timeout=_read_int(env, "FHIR_SERVER_TIMEOUT", 60),
+            fhir_server_retries=_read_int(env, "FHIR_SERVER_RETRIES", 3),
             stalled_after_seconds=_read_int(
                 env, "STALLED_AFTER_SECONDS", cls.stalled_after_seconds
             ),

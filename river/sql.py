@@ -142,6 +142,18 @@ class SourceDatabase:
                 raise self.unreachable(error) from None
         return total
 
+    def first_keys(self, plan: ResourcePlan, limit: int) -> list[Any]:
+        """The first `limit` primary key values of the resource (after its filters), in
+        order: what a mapping author browses in the console's preview."""
+        query = self.query(plan)
+        pk = query.selected_columns[0]
+        keys = query.with_only_columns(pk).distinct().limit(limit)
+        try:
+            with self.engine.connect() as connection:
+                return [_to_json(key) for key in connection.execute(keys).scalars()]
+        except SQLAlchemyError as error:
+            raise self.unreachable(error) from None
+
     def read_keys(self, plan: ResourcePlan, primary_key_values: Iterable[Any]) -> list[Any]:
         """The values read as the primary key column's type, strictly: InvalidValue
         names the first that cannot be (`1.5` or `1.0e999` for an integer key)."""

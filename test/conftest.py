@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import requests
 from confluent_kafka import (
     Consumer,
     ConsumerGroupTopicPartitions,
@@ -233,3 +234,20 @@ def engine(mimic_demo_url: str) -> Iterator[Any]:
     )
     yield engine
     engine.close()
+
+
+def master_admin_token() -> str:
+    """A token of Keycloak's own admin (master realm): another issuer, the admin API."""
+    password = (STATE_DIR / "keycloak" / "secrets" / "admin-password").read_text().strip()
+    answer = requests.post(
+        f"{KEYCLOAK}/realms/master/protocol/openid-connect/token",
+        data={
+            "grant_type": "password",
+            "client_id": "admin-cli",
+            "username": "admin",
+            "password": password,
+        },
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["access_token"]

@@ -140,13 +140,22 @@ class FhirStore(ABC):
     def batch(self, batch_id: str) -> BatchState | None: ...
 
     @abstractmethod
-    def batches(self, limit: int = 50, offset: int = 0) -> list[BatchState]:
-        """Newest first."""
+    def batches(
+        self, limit: int = 50, offset: int = 0, live: bool | None = None
+    ) -> list[BatchState]:
+        """Newest first; only live batches (or only the others) when `live` says."""
 
     @abstractmethod
     def errors(
-        self, batch_id: str, limit: int = 100, offset: int = 0
-    ) -> tuple[int, list[InstanceError]]: ...
+        self,
+        batch_id: str,
+        limit: int = 100,
+        offset: int = 0,
+        resource_id: str | None = None,
+        stage: str | None = None,
+    ) -> tuple[int, list[InstanceError]]:
+        """(total, page) of a batch's errors, oldest first; of one resource, one stage
+        when given (resource_id "" names the errors of no resource)."""
 
     @abstractmethod
     def failed_instances(self, batch_id: str) -> dict[str, list[Any]]:

@@ -560,13 +560,18 @@ class MongoStore(FhirStore):
             return None  # unknown, or counters written before the batch was created
         return self._state(document)
 
-    def batches(self, limit: int = 50, offset: int = 0) -> list[BatchState]:
+    def batches(
+        self, limit: int = 50, offset: int = 0, live: bool | None = None
+    ) -> list[BatchState]:
         if limit <= 0:
             return []
+        query: dict[str, Any] = {"created_at": {"$exists": True}}
+        if live is not None:
+            query["live"] = True if live else {"$ne": True}
         with self._guard():
             cursor = (
                 self.db[BATCHES]
-                .find({"created_at": {"$exists": True}})
+                .find(query)
                 .sort([("created_ns", -1), ("_id", -1)])
                 .skip(max(offset, 0))
                 .limit(limit)
@@ -574,15 +579,25 @@ class MongoStore(FhirStore):
             return [self._state(document) for document in cursor]
 
     def errors(
-        self, batch_id: str, limit: int = 100, offset: int = 0
+        self,
+        batch_id: str,
+        limit: int = 100,
+        offset: int = 0,
+        resource_id: str | None = None,
+        stage: str | None = None,
     ) -> tuple[int, list[InstanceError]]:
+        query: dict[str, Any] = {"batch_id": batch_id}
+        if resource_id is not None:
+            query["resource_id"] = resource_id
+        if stage is not None:
+            query["stage"] = stage
         with self._guard():
             collection = self.db[ERRORS]
-            total = collection.count_documents({"batch_id": batch_id})
+            total = collection.count_documents(query)
             if limit <= 0 or offset >= total:
                 return total, []
             cursor = (
-                collection.find({"batch_id": batch_id})
+                collection.find(query)
                 .sort([("at", 1), ("resource_id", 1), ("primary_key_value", 1), ("stage", 1)])
                 .skip(max(offset, 0))
                 .limit(limit)

@@ -689,12 +689,15 @@ class PostgresStore(FhirStore):
 
         return self._run(work)
 
-    def batches(self, limit: int = 50, offset: int = 0) -> list[BatchState]:
+    def batches(
+        self, limit: int = 50, offset: int = 0, live: bool | None = None
+    ) -> list[BatchState]:
         def work(conn: psycopg.Connection[Any]) -> list[BatchState]:
             rows = conn.execute(
                 f"SELECT {_BATCH_COLUMNS} FROM river_batch"
+                " WHERE (%s::boolean IS NULL OR live = %s::boolean)"
                 " ORDER BY created_at DESC, batch_id DESC LIMIT %s OFFSET %s",
-                (max(limit, 0), max(offset, 0)),
+                (live, live, max(limit, 0), max(offset, 0)),
             ).fetchall()
             resources: dict[str, list[tuple[Any, ...]]] = {row[0]: [] for row in rows}
             if rows:
@@ -709,17 +712,28 @@ class PostgresStore(FhirStore):
         return self._run(work)
 
     def errors(
-        self, batch_id: str, limit: int = 100, offset: int = 0
+        self,
+        batch_id: str,
+        limit: int = 100,
+        offset: int = 0,
+        resource_id: str | None = None,
+        stage: str | None = None,
     ) -> tuple[int, list[InstanceError]]:
+        where = (
+            " WHERE batch_id = %s AND (%s::text IS NULL OR resource_id = %s::text)"
+            " AND (%s::text IS NULL OR stage = %s::text)"
+        )
+        chosen = (batch_id, resource_id, resource_id, stage, stage)
+
         def work(conn: psycopg.Connection[Any]) -> tuple[int, list[InstanceError]]:
             (total,) = conn.execute(
-                "SELECT count(*) FROM river_batch_error WHERE batch_id = %s", (batch_id,)
+                "SELECT count(*) FROM river_batch_error" + where, chosen
             ).fetchone() or (0,)
             rows = conn.execute(
                 "SELECT resource_id, primary_key_value, stage, message FROM river_batch_error"
-                " WHERE batch_id = %s ORDER BY at, resource_id, primary_key_value, stage"
-                " LIMIT %s OFFSET %s",
-                (batch_id, max(limit, 0), max(offset, 0)),
+                + where
+                + " ORDER BY at, resource_id, primary_key_value, stage LIMIT %s OFFSET %s",
+                (*chosen, max(limit, 0), max(offset, 0)),
             ).fetchall()
             return total, [
                 InstanceError(batch_id, r or None, decode_key(k), stage, message)

@@ -38,9 +38,9 @@ from test.conftest import (
     KEYCLOAK,
     MIMIC_DEMO_MAPPING,
     ROOT,
-    STATE_DIR,
     kafka_settings,
     kafka_topics,
+    master_admin_token,
     scratch_database,
     scripts_client,
     scripts_settings,
@@ -76,23 +76,6 @@ def claims_of(token: str) -> dict[str, Any]:
 
 
 # --- the realm's test clients, made through Keycloak's admin API and removed after ---------
-
-
-def master_admin_token() -> str:
-    """A token of Keycloak's own admin (master realm): another issuer, the admin API."""
-    password = (STATE_DIR / "keycloak" / "secrets" / "admin-password").read_text().strip()
-    answer = requests.post(
-        f"{KEYCLOAK}/realms/master/protocol/openid-connect/token",
-        data={
-            "grant_type": "password",
-            "client_id": "admin-cli",
-            "username": "admin",
-            "password": password,
-        },
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
-    return answer.json()["access_token"]
 
 
 @pytest.fixture(scope="module")
@@ -197,17 +180,20 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def routes(batch: str) -> list[tuple[str, str, dict[str, Any] | None, str]]:
-    """(method, path, JSON body, least role) of every route but the liveness probe."""
+    """(method, path, JSON body, least role) of every route but the liveness probe and
+    the console's page and files (public: they hold no data)."""
     return [
         ("GET", "/health", None, "reader"),
         ("GET", "/openapi.json", None, "reader"),
         ("GET", "/resources", None, "reader"),
+        ("GET", "/me", None, "reader"),
         ("GET", "/batches", None, "reader"),
         ("GET", f"/batches/{batch}", None, "reader"),
         ("GET", f"/batches/{batch}/errors", None, "reader"),
         ("GET", "/fhir/Patient", None, "reader"),
         ("GET", "/fhir/Patient/no-such-id", None, "reader"),
         ("POST", "/preview", {"resource_id": FEAT_6, "primary_key_values": ["10006"]}, "operator"),
+        ("GET", f"/resources/{FEAT_6}/keys", None, "operator"),
         ("POST", "/batch", {"resource_ids": [FEAT_6], "primary_key_values": ["10011"]}, "operator"),
         ("POST", f"/batches/{batch}/retry", None, "operator"),
         ("DELETE", f"/batches/{uuid.uuid4().hex}", None, "operator"),
@@ -223,7 +209,8 @@ def test_the_roles_table_lists_every_route(app: Flask):
     endpoints = {rule.endpoint for rule in app.url_map.iter_rules()} - {"static"}
     assert endpoints <= set(ROUTE_ROLES), endpoints - set(ROUTE_ROLES)
     public = [endpoint for endpoint, role in ROUTE_ROLES.items() if role is None]
-    assert public == ["alive"]
+    # The console's page and files hold no data (its data come through the API's routes).
+    assert public == ["alive", "console.page", "console.asset", "console.config"]
 
 
 def test_every_route_without_a_token_is_401_with_a_bearer_challenge(api, batch_id):

@@ -584,6 +584,30 @@ def test_postgres_gains_the_reading_time_on_a_table_made_before_it():
             store.close()
 
 
+def test_batches_live_apart_and_errors_by_resource_and_stage(store: FhirStore):
+    store.create_batch("b1", ["res-patient", "res-visit"])
+    store.create_batch("live-src", ["res-patient"], live=True)
+    store.create_batch("b2", ["res-patient"])
+    assert [b.batch_id for b in store.batches()] == ["b2", "live-src", "b1"]
+    assert [b.batch_id for b in store.batches(live=True)] == ["live-src"]
+    assert [b.batch_id for b in store.batches(live=False)] == ["b2", "b1"]
+    assert [b.batch_id for b in store.batches(1, 1, live=False)] == ["b1"]
+    store.record_errors(
+        [
+            InstanceError("b1", "res-patient", 1, "transform", "bad date"),
+            InstanceError("b1", "res-patient", 2, "load", "refused"),
+            InstanceError("b1", "res-visit", 1, "transform", "bad code"),
+        ]
+    )
+    total, page = store.errors("b1", resource_id="res-patient")
+    assert total == 2 and [e.primary_key_value for e in page] == [1, 2]
+    total, page = store.errors("b1", stage="transform")
+    assert total == 2 and {e.resource_id for e in page} == {"res-patient", "res-visit"}
+    total, page = store.errors("b1", 10, 0, "res-patient", "load")
+    assert total == 1 and page[0].message == "refused"
+    assert store.errors("b1", resource_id="res-other") == (0, [])
+
+
 def test_ping(store: FhirStore):
     store.ping()
 

@@ -1,0 +1,639 @@
+"""A FHIR server as the target: resources go to its REST API, batch state stays home.
+
+    store = open_store(settings.fhir_store_url, fhir_server=FhirServerSettings.of(settings))
+
+With `FHIR_SERVER_URL` set, `open_store` wraps FHIR River's own store (PostgreSQL or
+MongoDB) in a `FhirServerStore`: `load` and `delete` send Bundles of `PUT <type>/<id>`
+and `DELETE <type>/<id>` entries to the server (transaction Bundles by default,
+`FHIR_SERVER_BUNDLE_TYPE=batch` for servers that take no transactions), `read` and
+`search` ask it; batch state (counters, errors, the audit trail) stays in the wrapped
+store. The services never know which target runs.
+
+What the server answers decides (README, Loading into a FHIR server):
+
+- each entry's status tells created (201) from updated (200);
+- an entry the server refuses (4xx, with its OperationOutcome) is an instance that
+  fails with the server's message: a transaction refused whole is sent again as a
+  batch Bundle so that every other entry lands and the refused ones are known;
+  `ResourceRefused` is then raised, and the loader's loop runs the poll again one
+  message at a time, so the refused instance fails alone;
+- timeouts, connection errors, 429 and 5xx are transient: retried here with backoff
+  (`FHIR_SERVER_RETRIES`), then `StoreUnavailable`, which the services wait out.
+
+Nothing is counted twice: each key's last write (batch id, content hash, reading time)
+is remembered, as the database stores keep it beside the resource, so a poll sent
+again after a failure finds what already landed and counts it as a replay (not sent
+again). The memory is the process's (`FHIR_SERVER_LEDGER_SIZE` keys): a loader that
+crashed between a write and its Kafka commit counts the replayed resources again as
+updates (the totals of `loaded` stay right; the split created/updated may not).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+from adapters.store import FhirStore, Loaded, ResourceRefused, StoreUnavailable
+from adapters.store.common import CREATED, REPLAYED, SUPERSEDED, UPDATED, keys_of
+from river.batches import content_hash, is_live_batch
+from river.errors import ConfigurationError, RiverError
+
+log = logging.getLogger("river.fhir_server")
+
+FHIR_JSON = "application/fhir+json"
+BUNDLE_TYPES = ("transaction", "batch")
+# Read from FHIR River's own store, never from the target: the audit trail is FHIR
+# River's record of who read what, kept where its batch state is.
+OWN_TYPES = frozenset({"AuditEvent"})
+# Resource types most others refer to go first in a Bundle (a batch Bundle's entries
+# are written in order; a transaction resolves its references whatever the order).
+FIRST_TYPES = ("Organization", "Location", "Practitioner", "Patient", "Encounter")
+# 409: two writers of one resource at once (HAPI's version conflicts): tried again.
+TRANSIENT_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+Key = tuple[str, str]  # (resource type, id)
+
+
+@dataclass(frozen=True)
+class FhirServerSettings:
+    """Where the FHIR server is and how FHIR River logs in to it (FHIR_SERVER_*)."""
+
+    url: str
+    # OAuth 2 client credentials (an OIDC provider's token endpoint), or basic auth, or none.
+    token_url: str = ""
+    client_id: str = ""
+    client_secret: str = field(default="", repr=False)
+    scope: str = ""
+    username: str = ""
+    password: str = field(default="", repr=False)
+    bundle_type: str = "transaction"
+    bundle_size: int = 250
+    concurrency: int = 2
+    timeout: float = 60.0
+    retries: int = 3
+    ledger_size: int = 500_000
+
+    def __post_init__(self) -> None:
+        if urlsplit(self.url).scheme not in ("http", "https"):
+            raise ConfigurationError(
+                f"setting FHIR_SERVER_URL must be an http:// or https:// base URL, not {self.url!r}"
+            )
+        if self.bundle_type not in BUNDLE_TYPES:
+            raise ConfigurationError(
+                "setting FHIR_SERVER_BUNDLE_TYPE must be transaction or batch, "
+                f"not {self.bundle_type!r}"
+            )
+        if self.bundle_size < 1 or self.concurrency < 1:
+            raise ConfigurationError(
+                "settings FHIR_SERVER_BUNDLE_SIZE and FHIR_SERVER_CONCURRENCY must be 1 or more"
+            )
+        if self.token_url and not (self.client_id and self.client_secret):
+            raise ConfigurationError(
+                "FHIR_SERVER_TOKEN_URL needs FHIR_SERVER_CLIENT_ID and FHIR_SERVER_CLIENT_SECRET"
+                " (the client FHIR River logs in as, client credentials)"
+            )
+        if bool(self.username) != bool(self.password):
+            raise ConfigurationError(
+                "basic auth needs both FHIR_SERVER_USERNAME and FHIR_SERVER_PASSWORD"
+            )
+
+    @classmethod
+    def of(cls, settings: Any) -> FhirServerSettings | None:
+        """The FHIR server of `settings` (river.settings.Settings), None when none is set."""
+        if not settings.fhir_server_url:
+            return None
+        return cls(
+            url=settings.fhir_server_url.rstrip("/"),
+            token_url=settings.fhir_server_token_url,
+            client_id=settings.fhir_server_client_id,
+            client_secret=settings.fhir_server_client_secret,
+            scope=settings.fhir_server_scope,
+            username=settings.fhir_server_username,
+            password=settings.fhir_server_password,
+            bundle_type=settings.fhir_server_bundle_type.lower(),
+            bundle_size=settings.fhir_server_bundle_size,
+            concurrency=settings.fhir_server_concurrency,
+            timeout=float(settings.fhir_server_timeout),
+            retries=settings.fhir_server_retries,
+        )
+
+
+class FhirServerClient:
+    """HTTP to one FHIR server: a pooled session, its credentials, retries."""
+
+    def __init__(self, settings: FhirServerSettings) -> None:
+        self.settings = settings
+        self.base = settings.url.rstrip("/")
+        self.session = requests.Session()
+        pool = max(4, settings.concurrency * 2)
+        adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update({"Accept": FHIR_JSON})
+        if settings.username:
+            self.session.auth = (settings.username, settings.password)
+        self._token: tuple[str, float] | None = None  # (access token, expires at)
+        self._token_lock = threading.Lock()
+
+    # --- requests -------------------------------------------------------------------
+    def request(
+        self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None
+    ) -> requests.Response:
+        """The server's answer, after retrying what is transient; StoreUnavailable when
+        it stays so. 4xx answers (but 401, 408, 429) are returned to the caller."""
+        data = orjson.dumps(body) if body is not None else None
+        pause = 0.5
+        attempt = 0
+        while True:
+            attempt += 1
+            problem = self._once(method, path, data, params)
+            if isinstance(problem, requests.Response):
+                return problem
+            if attempt > self.settings.retries:
+                raise StoreUnavailable(problem)
+            log.warning("%s; trying again in %.1f s", problem, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 8.0)
+
+    def _once(
+        self, method: str, path: str, data: bytes | None, params: dict[str, Any] | None
+    ) -> requests.Response | str:
+        """The answer, or a sentence saying why it is worth trying again."""
+        url = f"{self.base}/{path}" if path else self.base
+        where = self.where()
+        headers = {"Content-Type": FHIR_JSON} if data is not None else {}
+        try:
+            headers.update(self._auth_header())
+            answer = self.session.request(
+                method,
+                url,
+                data=data,
+                params=params,
+                headers=headers,
+                timeout=self.settings.timeout,
+            )
+        except requests.Timeout:
+            return f"the FHIR server at {where} did not answer within {self.settings.timeout:g} s"
+        except requests.RequestException as error:
+            return f"the FHIR server at {where} cannot be reached ({type(error).__name__})"
+        if answer.status_code == 401 and self.settings.token_url:
+            self._token = None  # expired or revoked early: a new one next time
+        if answer.status_code in (401, 403):
+            return (
+                f"the FHIR server at {where} refuses FHIR River's credentials "
+                f"({answer.status_code}): check FHIR_SERVER_TOKEN_URL, FHIR_SERVER_CLIENT_ID "
+                "and its secret, or FHIR_SERVER_USERNAME and FHIR_SERVER_PASSWORD"
+            )
+        if answer.status_code in TRANSIENT_STATUSES:
+            return f"the FHIR server at {where} answered {answer.status_code} ({_outcome(answer)})"
+        return answer
+
+    def where(self) -> str:
+        parts = urlsplit(self.base)
+        return f"{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+    def _auth_header(self) -> dict[str, str]:
+        if not self.settings.token_url:
+            return {}
+        with self._token_lock:
+            if self._token is None or time.monotonic() >= self._token[1]:
+                self._token = self._fetch_token()
+            return {"Authorization": f"Bearer {self._token[0]}"}
+
+    def _fetch_token(self) -> tuple[str, float]:
+        """An access token by the client credentials grant (RFC 6749, 4.4)."""
+        form = {"grant_type": "client_credentials"}
+        if self.settings.scope:
+            form["scope"] = self.settings.scope
+        try:
+            answer = requests.post(
+                self.settings.token_url,
+                data=form,
+                auth=(self.settings.client_id, self.settings.client_secret),
+                timeout=self.settings.timeout,
+            )
+        except requests.RequestException as error:
+            raise requests.ConnectionError(f"token endpoint: {type(error).__name__}") from None
+        if answer.status_code != 200:
+            # No token, nothing to send: the same sentence as a refused request.
+            raise requests.ConnectionError(
+                f"the token endpoint answered {answer.status_code} for client "
+                f"{self.settings.client_id}"
+            )
+        body = answer.json()
+        lifetime = float(body.get("expires_in") or 300)
+        # Renewed a little before it expires (and at least every 10 s for short ones).
+        return body["access_token"], time.monotonic() + max(lifetime - 30, lifetime / 2, 1)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+@dataclass
+class _Write:
+    """One key's write in a `load` call: what is sent and who counts it."""
+
+    key: Key
+    resource: dict[str, Any]
+    digest: str
+    read_at: float | None
+    index: int  # the first item of the call this write makes created or updated
+    resource_id: str
+    status: str = ""  # created, updated, or the server's refusal
+    refused: str = ""
+
+
+class FhirServerStore(FhirStore):
+    """Resources on a FHIR server, batch state in `state` (FHIR River's own store)."""
+
+    def __init__(self, settings: FhirServerSettings, state: FhirStore) -> None:
+        self.settings = settings
+        self.state = state
+        self.client = FhirServerClient(settings)
+        self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="fhir-server")
+        # key -> (batch id, content hash, read at) of its last write; (None, None, t) for
+        # a deletion read at t (a tombstone). Bounded: the oldest keys are forgotten.
+        self._ledger: OrderedDict[Key, tuple[str | None, str | None, float | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # --- resources ----------------------------------------------------------------
+    def load(
+        self,
+        batch_id: str,
+        items: Sequence[tuple[str, dict[str, Any]]],
+        read_at: Sequence[float | None] | None = None,
+    ) -> list[Loaded]:
+        if not items:
+            return []
+        keys_of(items)  # checks every resource type and id, as the database stores do
+        live = is_live_batch(batch_id)
+        actions: list[str] = []
+        writes: dict[Key, _Write] = {}
+        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        seen: dict[Key, tuple[str | None, str | None, float | None]] = {}
+        with self._lock:
+            for index, (resource_id, resource) in enumerate(items):
+                key = (resource["resourceType"], resource["id"])
+                digest = content_hash(resource)
+                read = read_at[index] if read_at is not None else None
+                before = seen.get(key) or self._ledger.get(key)
+                newest = before[2] if before is not None else None
+                if read is not None and newest is not None and read < newest:
+                    actions.append(SUPERSEDED)  # a newer reading is there: nothing to write
+                    counts[resource_id][UPDATED] += 1
+                    continue
+                version = read if read is not None else newest
+                if before is not None and before[:2] == (batch_id, digest):
+                    actions.append(REPLAYED)
+                    if live:
+                        counts[resource_id][UPDATED] += 1
+                    seen[key] = (batch_id, digest, version)
+                    continue
+                if key in writes:
+                    actions.append(UPDATED)  # its second version in this call
+                    counts[resource_id][UPDATED] += 1
+                    write = writes[key]
+                    write.resource, write.digest, write.read_at = resource, digest, version
+                else:
+                    actions.append("")  # the server's answer says
+                    writes[key] = _Write(key, resource, digest, version, index, resource_id)
+                seen[key] = (batch_id, digest, version)
+        failure: StoreUnavailable | None = None
+        try:
+            self._send_writes(list(writes.values()))
+        except StoreUnavailable as error:
+            # What landed is counted and remembered, so that the poll, tried again,
+            # finds it replayed; the rest of this call counts nothing.
+            failure = error
+            counts = defaultdict(lambda: defaultdict(int))
+        landed = [w for w in writes.values() if w.status]
+        refused = [w for w in writes.values() if w.refused]
+        for write in landed:
+            actions[write.index] = write.status
+            counts[write.resource_id][write.status] += 1
+        increments = {
+            resource_id: {
+                name: value
+                for name, value in (
+                    ("transformed", c[CREATED] + c[UPDATED]),
+                    (CREATED, c[CREATED]),
+                    (UPDATED, c[UPDATED]),
+                )
+                if value
+            }
+            for resource_id, c in counts.items()
+        }
+        increments = {k: v for k, v in increments.items() if v}
+        if increments:
+            self.state.add_counts(batch_id, increments)
+        with self._lock:
+            for write in landed:
+                self._remember(write.key, (batch_id, write.digest, write.read_at))
+            if failure is None:
+                for key, value in seen.items():
+                    if key not in writes and value != self._ledger.get(key):
+                        self._remember(key, value)
+        if failure is not None:
+            raise failure
+        if refused:
+            # The others landed (and are counted): the loader runs the poll again one
+            # message at a time, they are replays then, and the refused one fails alone.
+            raise ResourceRefused(refused[0].refused)
+        return [
+            Loaded(resource["resourceType"], resource["id"], action)
+            for (_, resource), action in zip(items, actions, strict=True)
+        ]
+
+    def delete(
+        self,
+        batch_id: str,
+        resource_id: str,
+        resource_type: str,
+        ids: Sequence[str],
+        read_at: float | None = None,
+    ) -> int:
+        if not ids:
+            return 0
+        keep: list[str] = []
+        with self._lock:
+            for rid in ids:
+                before = self._ledger.get((resource_type, rid))
+                newest = before[2] if before is not None else None
+                if read_at is not None and newest is not None and read_at < newest:
+                    continue  # read after this deletion: it stays
+                keep.append(rid)
+        deleted = 0
+        for start in range(0, len(keep), self.settings.bundle_size):
+            chunk = keep[start : start + self.settings.bundle_size]
+            bundle = _bundle(
+                self.settings.bundle_type,
+                [
+                    {"request": {"method": "DELETE", "url": f"{resource_type}/{rid}"}}
+                    for rid in chunk
+                ],
+            )
+            answer = self._post_bundle(bundle)
+            for rid, entry in zip(chunk, answer.get("entry") or [], strict=False):
+                status = _status(entry)
+                if status >= 400 and status not in (404, 410):
+                    raise ResourceRefused(
+                        f"the FHIR server refused to delete {resource_type}/{rid}: "
+                        f"{_entry_outcome(entry)}"
+                    )
+                if status < 300 and _deleted_something(entry):
+                    deleted += 1
+        if deleted:
+            self.state.add_counts(batch_id, {resource_id: {"deleted": deleted}})
+        with self._lock:
+            for rid in keep:
+                self._remember((resource_type, rid), (None, None, read_at))
+        return deleted
+
+    def read(self, resource_type: str, id: str) -> dict[str, Any] | None:
+        if resource_type in OWN_TYPES:
+            return self.state.read(resource_type, id)
+        answer = self.client.request("GET", f"{resource_type}/{id}")
+        if answer.status_code in (404, 410):
+            return None
+        _check(answer, f"reading {resource_type}/{id}")
+        return answer.json()
+
+    def search(
+        self,
+        resource_type: str,
+        tag: tuple[str, str] | None = None,
+        count: int = 50,
+        offset: int = 0,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        if resource_type in OWN_TYPES:
+            return self.state.search(resource_type, tag, count, offset)
+        params: dict[str, Any] = {}
+        if tag is not None:
+            params["_tag"] = f"{tag[0]}|{tag[1]}" if tag[0] else tag[1]
+        if count == 0:
+            params["_summary"] = "count"
+        else:
+            params.update({"_count": count, "_offset": offset, "_total": "accurate"})
+        answer = self.client.request("GET", resource_type, params=params)
+        _check(answer, f"searching {resource_type}")
+        body = answer.json()
+        page = [entry["resource"] for entry in body.get("entry") or [] if "resource" in entry]
+        total = body.get("total")
+        if total is None:  # a server that does not count: what this page proves
+            total = offset + len(page)
+        return int(total), page
+
+    # --- batch state: FHIR River's own store ------------------------------------------
+    def create_batch(self, batch_id, resource_ids, retry_of=None, live=False):  # noqa: ANN001
+        return self.state.create_batch(batch_id, resource_ids, retry_of=retry_of, live=live)
+
+    def set_expected(self, batch_id: str, resource_id: str, expected: int) -> None:
+        self.state.set_expected(batch_id, resource_id, expected)
+
+    def set_extracted(self, batch_id: str, resource_id: str, extracted: int) -> None:
+        self.state.set_extracted(batch_id, resource_id, extracted)
+
+    def add_counts(self, batch_id: str, counters: dict[str, dict[str, int]]) -> None:
+        self.state.add_counts(batch_id, counters)
+
+    def add_extracted(self, batch_id: str, resource_id: str, n: int) -> None:
+        self.state.add_extracted(batch_id, resource_id, n)
+
+    def resource_failed(self, batch_id: str, resource_id: str, message: str) -> None:
+        self.state.resource_failed(batch_id, resource_id, message)
+
+    def _set_progress(self, batch_id: str, resource_id: str, name: str, value: Any) -> None:
+        self.state._set_progress(batch_id, resource_id, name, value)
+
+    def record_errors(self, errors):  # noqa: ANN001, ANN201
+        return self.state.record_errors(errors)
+
+    def cancel_batch(self, batch_id: str) -> bool:
+        return self.state.cancel_batch(batch_id)
+
+    def batch(self, batch_id):  # noqa: ANN001, ANN201
+        return self.state.batch(batch_id)
+
+    def batches(self, limit: int = 50, offset: int = 0):  # noqa: ANN201
+        return self.state.batches(limit, offset)
+
+    def errors(self, batch_id: str, limit: int = 100, offset: int = 0):  # noqa: ANN201
+        return self.state.errors(batch_id, limit, offset)
+
+    def failed_instances(self, batch_id: str) -> dict[str, list[Any]]:
+        return self.state.failed_instances(batch_id)
+
+    def record_audit(self, event: dict[str, Any]) -> None:
+        self.state.record_audit(event)
+
+    def ping(self) -> None:
+        self.state.ping()
+        answer = self.client.request("GET", "metadata", params={"_summary": "true"})
+        if answer.status_code != 200:
+            raise StoreUnavailable(
+                f"the FHIR server at {self.client.where()} answered {answer.status_code} "
+                "to GET metadata"
+            )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self.client.close()
+        self.state.close()
+
+    # --- what is sent ------------------------------------------------------------------
+    def _send_writes(self, writes: list[_Write]) -> None:
+        """Send every write in Bundles (several at once), setting each one's status or
+        refusal. StoreUnavailable when the server stays down: the writes whose Bundle
+        landed have their status."""
+        if not writes:
+            return
+        order = {name: i for i, name in enumerate(FIRST_TYPES)}
+        writes.sort(key=lambda w: (order.get(w.key[0], len(order)), w.key))
+        size = self.settings.bundle_size
+        chunks = [writes[i : i + size] for i in range(0, len(writes), size)]
+        if len(chunks) == 1:
+            self._send_chunk(chunks[0])
+            return
+        failure: BaseException | None = None
+        for future in [self._pool.submit(self._send_chunk, chunk) for chunk in chunks]:
+            try:
+                future.result()
+            except BaseException as error:  # noqa: BLE001 (the first one is raised)
+                failure = failure or error
+        if failure is not None:
+            raise failure
+
+    def _send_chunk(self, chunk: list[_Write], bundle_type: str = "") -> None:
+        bundle_type = bundle_type or self.settings.bundle_type
+        answer = self._post_bundle(_bundle(bundle_type, [_put(w) for w in chunk]), refusal=True)
+        refusal = answer.get("_refused")
+        if refusal is not None:
+            if len(chunk) == 1:
+                key = chunk[0].key
+                chunk[0].refused = f"the FHIR server refused {key[0]}/{key[1]} ({refusal})"
+            elif bundle_type == "transaction":
+                # Refused whole: which entries? A batch Bundle says, entry by entry.
+                self._send_chunk(chunk, "batch")
+            else:
+                # A batch Bundle refused whole (an entry the server cannot even parse):
+                # halves, until the refused entries are alone.
+                half = len(chunk) // 2
+                self._send_chunk(chunk[:half], "batch")
+                self._send_chunk(chunk[half:], "batch")
+            return
+        entries = answer.get("entry") or []
+        if len(entries) != len(chunk):
+            raise StoreUnavailable(
+                f"the FHIR server at {self.client.where()} answered a Bundle of {len(chunk)} "
+                f"entries with {len(entries)}"
+            )
+        for write, entry in zip(chunk, entries, strict=True):
+            status = _status(entry)
+            if status == 201:
+                write.status = CREATED
+            elif 200 <= status < 300:
+                write.status = UPDATED
+            elif status in TRANSIENT_STATUSES:
+                raise StoreUnavailable(
+                    f"the FHIR server at {self.client.where()} answered {status} for "
+                    f"{write.key[0]}/{write.key[1]}"
+                )
+            else:
+                write.refused = (
+                    f"the FHIR server refused {write.key[0]}/{write.key[1]} "
+                    f"({status}: {_entry_outcome(entry)})"
+                )
+
+    def _post_bundle(self, bundle: dict[str, Any], refusal: bool = False) -> dict[str, Any]:
+        """The server's response Bundle; with `refusal`, a Bundle refused whole gives
+        {"_refused": the server's message}."""
+        answer = self.client.request("POST", "", body=bundle)
+        if answer.status_code < 300:
+            return answer.json()
+        if refusal and 400 <= answer.status_code < 500:
+            return {"_refused": f"{answer.status_code}: {_outcome(answer)}"}
+        _check(answer, f"a {bundle['type']} Bundle")
+        return answer.json()
+
+    def _remember(self, key: Key, value: tuple[str | None, str | None, float | None]) -> None:
+        self._ledger[key] = value
+        self._ledger.move_to_end(key)
+        while len(self._ledger) > self.settings.ledger_size:
+            self._ledger.popitem(last=False)
+
+
+def _bundle(bundle_type: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": bundle_type, "entry": entries}
+
+
+def _put(write: _Write) -> dict[str, Any]:
+    resource_type, rid = write.key
+    return {
+        "fullUrl": f"{resource_type}/{rid}",
+        "resource": write.resource,
+        "request": {"method": "PUT", "url": f"{resource_type}/{rid}"},
+    }
+
+
+def _status(entry: dict[str, Any]) -> int:
+    text = str((entry.get("response") or {}).get("status") or "0")
+    try:
+        return int(text.split()[0])
+    except ValueError:
+        return 0
+
+
+def _entry_outcome(entry: dict[str, Any]) -> str:
+    outcome = (entry.get("response") or {}).get("outcome") or entry.get("resource")
+    return _diagnostics(outcome) or "no OperationOutcome"
+
+
+def _outcome(answer: requests.Response) -> str:
+    try:
+        body = answer.json()
+    except ValueError:
+        return answer.reason or "no OperationOutcome"
+    return _diagnostics(body) or answer.reason or "no OperationOutcome"
+
+
+def _diagnostics(outcome: Any) -> str:
+    if not isinstance(outcome, dict) or outcome.get("resourceType") != "OperationOutcome":
+        return ""
+    said = []
+    for issue in outcome.get("issue") or []:
+        text = issue.get("diagnostics") or (issue.get("details") or {}).get("text") or ""
+        if text and issue.get("severity") in ("error", "fatal", None):
+            said.append(str(text))
+    return "; ".join(said)[:1000]
+
+
+def _deleted_something(entry: dict[str, Any]) -> bool:
+    """HAPI answers a DELETE of nothing with 200 and "... deleted 0 resource(s)" or a
+    warning; a server that does not say is taken at its word (deleted)."""
+    text = (
+        _entry_outcome(entry)
+        + " "
+        + " ".join(
+            str(issue.get("diagnostics") or "")
+            for issue in (((entry.get("response") or {}).get("outcome") or {}).get("issue") or [])
+        )
+    )
+    return "deleted 0 resource" not in text.lower() and "not deleted" not in text.lower()
+
+
+def _check(answer: requests.Response, what: str) -> None:
+    if answer.status_code >= 400:
+        raise RiverError(
+            f"the FHIR server answered {answer.status_code} to {what}: {_outcome(answer)}"
+        )
