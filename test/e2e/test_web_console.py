@@ -231,6 +231,13 @@ def test_failed_instances_show_in_the_error_table_and_retry_from_the_console(
     link = rows.first.get_by_role("link", name=str(broken[0]))
     assert f"keys={broken[0]}" in link.get_attribute("href")
 
+    # A reader sees the errors, not the retry.
+    reader = signed_in(browser, console, "reader")
+    reader.goto(f"{console}#/batches/{batch_id}")
+    reader.locator("#error-table tbody tr").first.wait_for()
+    assert reader.get_by_role("button", name=re.compile("Retry")).count() == 0
+    reader.context.close()
+
     live.sql("UPDATE patients SET dob = '2070-05-01' WHERE subject_id = ANY(%s)", broken)
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Retry 2 failed").click()
@@ -248,6 +255,11 @@ def test_cancel_from_the_console(browser, console, live):
     try:
         page = signed_in(browser, console, "operator")
         batch_id = live.pipeline.batch(EXAMPLE)
+        reader = signed_in(browser, console, "reader")
+        reader.goto(f"{console}#/batches/{batch_id}")
+        wait_status(reader, "running")
+        assert reader.get_by_role("button", name="Cancel batch").count() == 0
+        reader.context.close()
         page.goto(f"{console}#/batches/{batch_id}")
         wait_status(page, "running")
         page.once("dialog", lambda dialog: dialog.accept())
