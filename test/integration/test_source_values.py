@@ -37,19 +37,25 @@ ROWS = 12
 def source() -> Iterator[str]:
     with scratch_database("river_source_values") as url:
         with psycopg.connect(url, autocommit=True) as db:
-            db.execute(
-                "CREATE TABLE visits (id integer PRIMARY KEY, admitted timestamp, born date,"
-                " at time, amount numeric, ratio float8, note text)"
-            )
-            db.execute(
-                "INSERT INTO visits SELECT i, '2012-02-24 06:00', '1970-01-01', '12:00', i, i,"
-                f" 'visit ' || i FROM generate_series(1, {ROWS}) i"
-            )
+            make_visits(db, ROWS)
             for row_id, (assignment, _, _) in MESSY.items():
                 db.execute(f"UPDATE visits SET {assignment} WHERE id = {row_id}")
             db.execute("CREATE TABLE many (id integer PRIMARY KEY)")
             db.execute("INSERT INTO many SELECT generate_series(1, 80000)")
         yield url
+
+
+def make_visits(db: psycopg.Connection, rows: int) -> None:
+    """The table `visits`, its `rows` rows holding readable values."""
+    db.execute(
+        "CREATE TABLE visits (id integer PRIMARY KEY, admitted timestamp, born date,"
+        " at time, amount numeric, ratio float8, note text)"
+    )
+    db.execute(
+        "INSERT INTO visits SELECT i, '2012-02-24 06:00', '1970-01-01', '12:00', i, i,"
+        " 'visit ' || i FROM generate_series(1, %s) i",
+        (rows,),
+    )
 
 
 def visits_engine(url: str) -> Engine:
@@ -127,14 +133,7 @@ def test_text_of_a_sql_ascii_source_is_read_as_utf8_and_other_bytes_fail_their_i
     url = postgres_url(name)
     try:
         with psycopg.connect(url, autocommit=True) as db:
-            db.execute(
-                "CREATE TABLE visits (id integer PRIMARY KEY, admitted timestamp, born date,"
-                " at time, amount numeric, ratio float8, note text)"
-            )
-            db.execute(
-                "INSERT INTO visits SELECT i, '2012-02-24 06:00', '1970-01-01', '12:00', i, i,"
-                " 'visit ' || i FROM generate_series(1, 4) i"
-            )
+            make_visits(db, 4)
             # Caf\xc3\xa9 is UTF-8; Caf\xe9 is Latin-1, which UTF-8 cannot read.
             db.execute(r"UPDATE visits SET note = E'Caf\xc3\xa9' WHERE id = 2")
             db.execute(r"UPDATE visits SET note = E'Caf\xe9' WHERE id = 3")
