@@ -27,6 +27,8 @@ run: start ## start the stack, load example data, run the example mapping
 test: start ## install, start the stack (and FerretDB) and run every test
 	@bash infra/install.sh ferretdb
 	@bash infra/start.sh ferretdb
+	@bash infra/install.sh hapi
+	@bash infra/start.sh hapi
 	@$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 lint:

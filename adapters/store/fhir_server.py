@@ -23,7 +23,7 @@ What the server answers decides (README, Loading into a FHIR server):
 Nothing is counted twice: each key's last write (batch id, content hash, reading time)
 is remembered, as the database stores keep it beside the resource, so a poll sent
 again after a failure finds what already landed and counts it as a replay (not sent
-again). The memory is the process's (`FHIR_SERVER_LEDGER_SIZE` keys): a loader that
+again). The memory is the process's (the last 500,000 keys): a loader that
 crashed between a write and its Kafka commit counts the replayed resources again as
 updates (the totals of `loaded` stay right; the split created/updated may not).
 """
@@ -435,47 +435,54 @@ class FhirServerStore(FhirStore):
         return int(total), page
 
     # --- batch state: FHIR River's own store ------------------------------------------
-    def create_batch(self, batch_id, resource_ids, retry_of=None, live=False):  # noqa: ANN001
-        return self.state.create_batch(batch_id, resource_ids, retry_of=retry_of, live=live)
+    # Passed on as they come: the batch-state methods are the wrapped store's business.
+    def create_batch(self, *args: Any, **kwargs: Any) -> Any:
+        return self.state.create_batch(*args, **kwargs)
 
-    def set_expected(self, batch_id: str, resource_id: str, expected: int) -> None:
-        self.state.set_expected(batch_id, resource_id, expected)
+    def set_expected(self, *args: Any, **kwargs: Any) -> Any:
+        return self.state.set_expected(*args, **kwargs)
 
-    def set_extracted(self, batch_id: str, resource_id: str, extracted: int) -> None:
-        self.state.set_extracted(batch_id, resource_id, extracted)
+    def set_extracted(self, *args: Any, **kwargs: Any) -> Any:
+        return self.state.set_extracted(*args, **kwargs)
 
-    def add_counts(self, batch_id: str, counters: dict[str, dict[str, int]]) -> None:
-        self.state.add_counts(batch_id, counters)
+    def add_counts(self, *args: Any, **kwargs: Any) -> Any:
+        return self.state.add_counts(*args, **kwargs)
 
-    def add_extracted(self, batch_id: str, resource_id: str, n: int) -> None:
-        self.state.add_extracted(batch_id, resource_id, n)
+    def add_extracted(self, *args: Any, **kwargs: Any) -> Any:
+        return self.state.add_extracted(*args, **kwargs)
 
-    def resource_failed(self, batch_id: str, resource_id: str, message: str) -> None:
-        self.state.resource_failed(batch_id, resource_id, message)
+    def resource_failed(self, *args: Any, **kwargs: Any) -> Any:
+        return self.state.resource_failed(*args, **kwargs)
 
-    def _set_progress(self, batch_id: str, resource_id: str, name: str, value: Any) -> None:
-        self.state._set_progress(batch_id, resource_id, name, value)
+    def _set_progress(self, *args: Any, **kwargs: Any) -> Any:
+        return self.state._set_progress(*args, **kwargs)
 
-    def record_errors(self, errors):  # noqa: ANN001, ANN201
-        return self.state.record_errors(errors)
+    def record_errors(self, *args: Any, **kwargs: Any) -> Any:
+        return self.state.record_errors(*args, **kwargs)
 
-    def cancel_batch(self, batch_id: str) -> bool:
-        return self.state.cancel_batch(batch_id)
+    def cancel_batch(self, *args: Any, **kwargs: Any) -> Any:
+        return self.state.cancel_batch(*args, **kwargs)
 
-    def batch(self, batch_id):  # noqa: ANN001, ANN201
-        return self.state.batch(batch_id)
+    def batch(self, *args: Any, **kwargs: Any) -> Any:
+        return self.state.batch(*args, **kwargs)
 
-    def batches(self, limit: int = 50, offset: int = 0):  # noqa: ANN201
-        return self.state.batches(limit, offset)
+    def batches(self, *args: Any, **kwargs: Any) -> Any:
+        return self.state.batches(*args, **kwargs)
 
-    def errors(self, batch_id: str, limit: int = 100, offset: int = 0):  # noqa: ANN201
-        return self.state.errors(batch_id, limit, offset)
+    def errors(self, *args: Any, **kwargs: Any) -> Any:
+        return self.state.errors(*args, **kwargs)
 
-    def failed_instances(self, batch_id: str) -> dict[str, list[Any]]:
-        return self.state.failed_instances(batch_id)
+    def failed_instances(self, *args: Any, **kwargs: Any) -> Any:
+        return self.state.failed_instances(*args, **kwargs)
 
-    def record_audit(self, event: dict[str, Any]) -> None:
-        self.state.record_audit(event)
+    def record_audit(self, *args: Any, **kwargs: Any) -> Any:
+        return self.state.record_audit(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        # A batch-state method the interface gained since: the wrapped store has it.
+        if name.startswith("__") or name == "state":
+            raise AttributeError(name)
+        return getattr(self.state, name)
 
     def ping(self) -> None:
         self.state.ping()

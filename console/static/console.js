@@ -5,7 +5,8 @@
 
 const ROLES = ["reader", "operator", "admin"];
 const REFRESH_MS = 1000;
-const state = { config: null, tokens: null, me: null, timer: null, endpoints: null };
+// `drawn` counts the screens drawn: a read answered after the user moved on is dropped.
+const state = { config: null, tokens: null, me: null, timer: null, endpoints: null, drawn: 0 };
 
 // --- DOM ---------------------------------------------------------------------------------
 function h(tag, attrs = {}, ...children) {
@@ -63,6 +64,15 @@ class ApiProblem extends Error {
 }
 
 async function api(path, options = {}) {
+  const drawn = state.drawn;
+  const body = await request(path, options);
+  // A read for a screen the user has left never resolves: its late answer must not
+  // draw over the screen now shown (actions, not reads, always finish).
+  if ((options.method || "GET") === "GET" && drawn !== state.drawn) return new Promise(() => {});
+  return body;
+}
+
+async function request(path, options) {
   const headers = { Accept: "application/json", ...(options.headers || {}) };
   const token = await accessToken();
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -214,6 +224,7 @@ function go(path) {
 }
 
 async function draw() {
+  state.drawn += 1;
   clearInterval(state.timer);
   banner("");
   const { parts, params } = route();

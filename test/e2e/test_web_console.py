@@ -300,8 +300,9 @@ def test_the_fhir_browser_finds_opens_and_follows_references(browser, console, l
     page.get_by_role("link", name="FHIR", exact=True).click()
     page.get_by_label("Resource type").fill("Encounter")
     page.get_by_role("button", name="Search").click()
+    # The Encounter page (the first type's, asked for on arriving, must not draw over it).
+    page.locator("#fhir-results caption", has_text="Encounter").wait_for()
     results = page.locator("#fhir-results tbody tr")
-    results.first.wait_for()
     results.first.get_by_role("link").click()
     page.locator("#fhir-json").wait_for()
     assert '"resourceType": "Encounter"' in page.locator("#fhir-json").inner_text()
