@@ -376,15 +376,20 @@ class ServiceConfig:
     max_failures: int = 100
 
 
-class TooManyFailures(SystemExit):
+class Stopped(SystemExit):
+    """A loop stops with exit status 1 for `reason`, one sentence: the last line of
+    its process's log (said once every loop of the process has ended)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(1)
+        self.reason = reason
+
+
+class TooManyFailures(Stopped):
     """A service gave up on `max_failures` messages in a row: something is wrong
     with the service or its settings, not with the messages. It stops with exit
     status 1 (said in the log, no trace) rather than draining its topic into
     `errors`, as arroyo's dead-letter limit does."""
-
-    def __init__(self, service: str) -> None:
-        super().__init__(1)
-        self.service = service
 
 
 def run_services(settings: Settings, loops: list[tuple[ServiceConfig, Handler]]) -> None:
@@ -413,6 +418,8 @@ def run_services(settings: Settings, loops: list[tuple[ServiceConfig, Handler]])
         while thread.is_alive():
             thread.join(0.5)  # a short join: signals reach the main thread meanwhile
     if ended:
+        if isinstance(ended[0], Stopped):
+            log.error("%s", ended[0].reason)  # after the other loops' own last lines
         raise ended[0] if isinstance(ended[0], SystemExit) else SystemExit(1)
 
 
@@ -433,8 +440,14 @@ def run_service(
     try:
         _run_service(settings, config, handle, stop or _StopFlag())
     except KafkaRefused as error:  # a setting to fix: the last line of the log says which
-        log.error("%s stops: %s", config.name, error)
-        raise SystemExit(1) from None
+        stopped: Stopped = Stopped(f"{config.name} stops: {error}")
+    except Stopped as error:
+        stopped = error
+    else:
+        return
+    if stop is None:  # alone in its process: else run_services says it, last
+        log.error("%s", stopped.reason)
+    raise stopped from None
 
 
 def _run_service(
@@ -497,12 +510,11 @@ def _run_service(
             commit_seconds.observe(done - committing)
             poll_seconds.observe(done - started)
             if loop.failures_in_a_row >= config.max_failures:
-                log.error(
-                    "%s could not process %d messages in a row: stopping rather than sending"
-                    " its whole topic to errors (the reasons are above)",
-                    *(config.name, loop.failures_in_a_row),
+                raise TooManyFailures(
+                    f"{config.name} could not process {loop.failures_in_a_row} messages in a"
+                    " row: stopping rather than sending its whole topic to errors (the reasons"
+                    " are above)"
                 )
-                raise TooManyFailures(config.name)
     finally:
         consumer.close()
         try:
