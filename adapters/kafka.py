@@ -402,7 +402,7 @@ def run_services(settings: Settings, loops: list[tuple[ServiceConfig, Handler]])
 
     def run(config: ServiceConfig, handle: Handler) -> None:
         try:
-            run_service(settings, config, handle, stop)
+            run_service(settings, config, handle, stop, alone=False)
         except BaseException as error:  # noqa: BLE001 (handed to the main thread)
             if not isinstance(error, SystemExit):
                 log.exception("%s stopped on an error", config.name)
@@ -424,7 +424,11 @@ def run_services(settings: Settings, loops: list[tuple[ServiceConfig, Handler]])
 
 
 def run_service(
-    settings: Settings, config: ServiceConfig, handle: Handler, stop: _StopFlag | None = None
+    settings: Settings,
+    config: ServiceConfig,
+    handle: Handler,
+    stop: _StopFlag | None = None,
+    alone: bool = True,
 ) -> None:
     """Consume, hand messages to `handle`, produce, commit; until SIGTERM or SIGINT.
 
@@ -440,12 +444,13 @@ def run_service(
     try:
         _run_service(settings, config, handle, stop or _StopFlag())
     except KafkaRefused as error:  # a setting to fix: the last line of the log says which
-        stopped: Stopped = Stopped(f"{config.name} stops: {error}")
+        # The process's name (loader, not loader-live): its password, not its loop's.
+        stopped: Stopped = Stopped(f"{config.name.removesuffix('-live')} stops: {error}")
     except Stopped as error:
         stopped = error
     else:
         return
-    if stop is None:  # alone in its process: else run_services says it, last
+    if alone:  # else run_services says it, once its other loops have ended
         log.error("%s", stopped.reason)
     raise stopped from None
 
