@@ -356,9 +356,14 @@ def decoded(
         yield message, event
 
 
+LIVE_LOOP = "-live"  # a service's loop of live changes: <service>-live
+
+
 @dataclass
 class ServiceConfig:
-    name: str  # extractor, transformer, loader: the consumer group is fhir-river-<name>
+    # The loop: extractor, transformer, loader, or a service's live loop (loader-live);
+    # its consumer group is fhir-river-<name>.
+    name: str
     topics: tuple[str, ...]
     # Topics named as they are, without KAFKA_TOPIC_PREFIX: a live source's connector topics.
     external_topics: tuple[str, ...] = ()
@@ -374,6 +379,12 @@ class ServiceConfig:
     failure: Failure | None = None
     # So many messages given up in a row mean the service, not the messages, is broken.
     max_failures: int = 100
+
+    @property
+    def service(self) -> str:
+        """The process the loop runs in (loader for loader-live): the name a user
+        starts, and whose settings a refusal is about."""
+        return self.name.removesuffix(LIVE_LOOP)
 
 
 class Stopped(SystemExit):
@@ -444,8 +455,7 @@ def run_service(
     try:
         _run_service(settings, config, handle, stop or _StopFlag())
     except KafkaRefused as error:  # a setting to fix: the last line of the log says which
-        # The process's name (loader, not loader-live): its password, not its loop's.
-        stopped: Stopped = Stopped(f"{config.name.removesuffix('-live')} stops: {error}")
+        stopped: Stopped = Stopped(f"{config.service} stops: {error}")
     except Stopped as error:
         stopped = error
     else:

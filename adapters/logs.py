@@ -22,25 +22,24 @@ lines add `method`, `path`, `status` and `duration_ms`. Lines are written to hol
 patient data: ids of batches and mapping resources, counts, reasons, route paths without
 their query string (a FHIR search's parameters are patient data). Keep it so.
 
-LOG_LEVEL and LOG_FORMAT are read here and nowhere else, as the settings are: the
-environment, over `.env` when present.
+LOG_LEVEL and LOG_FORMAT are read here and nowhere else, from what the settings are
+read from (`river.settings.environment`: the environment, over `.env`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
-from pathlib import Path
 from typing import Any
 
 import orjson
-from dotenv import dotenv_values
+
+from river.settings import environment
 
 TEXT, JSON = "text", "json"
 FORMATS = (TEXT, JSON)
@@ -189,10 +188,7 @@ def _access_fields(atoms: dict[str, Any]) -> dict[str, Any]:
 def _read_settings() -> tuple[str, str, str | None]:
     """(level, format, the problem with them or None); wrong values fall back to INFO
     and text, so that the problem itself can be logged."""
-    env: dict[str, str] = {}
-    if Path(".env").is_file():
-        env.update({k: v for k, v in dotenv_values(".env").items() if v is not None})
-    env.update(os.environ)
+    env = environment()
     given_level, given_format = env.get("LOG_LEVEL") or "INFO", env.get("LOG_FORMAT") or TEXT
     level, log_format = given_level.strip().upper(), given_format.strip().lower()
     problem = None

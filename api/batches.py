@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Blueprint, Response, g, url_for
@@ -81,23 +83,8 @@ def preview() -> Response:
     _check_known(river, [resource_id], "resource_id")
     keys = key_list(required(body, "primary_key_values"), "primary_key_values")
     _check_keys(river, resource_id, keys)
-    try:
+    with _reading_source(resource_id):
         answer = river.engine.preview(resource_id, keys)
-    except InvalidMapping as error:
-        raise ApiError(
-            400,
-            INVALID,
-            f"the mapping of resource {resource_id} is invalid ({len(error.faults)} problem(s))",
-            details=[str(fault) for fault in error.faults],
-        ) from None
-    except SourceUnavailable as error:
-        raise ApiError(503, TRANSIENT, str(error)) from None
-    except SourceError as error:
-        # The request is right; the source database does not match the mapping (a
-        # missing table or column): an upstream fault, hence 502.
-        raise ApiError(502, EXCEPTION, str(error)) from None
-    except RiverError as error:  # e.g. the mapping's credential names an unknown database
-        raise ApiError(400, INVALID, str(error)) from None
     # Messages name the attribute and the kind of problem, never a source value
     # (river/errors.py); the instances are the user's data, returned unaltered.
     return json_response(answer)
@@ -131,14 +118,8 @@ def resource_keys(resource_id: str) -> Response:
     limit = int_parameter("limit", 20, 1, 1000)
     river = services()
     _check_known(river, [resource_id], "resource_id")
-    try:
+    with _reading_source(resource_id):
         keys = river.engine.first_keys(resource_id, limit)
-    except SourceUnavailable as error:
-        raise ApiError(503, TRANSIENT, str(error)) from None
-    except SourceError as error:
-        raise ApiError(502, EXCEPTION, str(error)) from None
-    except RiverError as error:
-        raise ApiError(400, INVALID, str(error)) from None
     return json_response({"resource_id": resource_id, "primary_key_values": keys})
 
 
@@ -353,16 +334,35 @@ def _check_keys(river: Services, resource_id: str, keys: list[Any] | None) -> No
     `1.0e999` for an integer key is the user's mistake (400), never another row."""
     if keys is None:
         return
+    with _reading_source(resource_id):
+        try:
+            river.engine.read_keys(resource_id, keys)
+        except InvalidValue as error:
+            raise ApiError(
+                400, VALUE, f"primary_key_values of resource {resource_id}: {error}"
+            ) from None
+
+
+@contextmanager
+def _reading_source(resource_id: str) -> Iterator[None]:
+    """What reading a resource's source can raise, as the API answers it."""
     try:
-        river.engine.read_keys(resource_id, keys)
-    except InvalidValue as error:
+        yield
+    except InvalidMapping as error:
         raise ApiError(
-            400, VALUE, f"primary_key_values of resource {resource_id}: {error}"
+            400,
+            INVALID,
+            f"the mapping of resource {resource_id} is invalid ({len(error.faults)} problem(s))",
+            details=[str(fault) for fault in error.faults],
         ) from None
     except SourceUnavailable as error:
         raise ApiError(503, TRANSIENT, str(error)) from None
-    except SourceError as error:  # the source does not match the mapping (502, as preview)
+    except SourceError as error:
+        # The request is right; the source database does not match the mapping (a
+        # missing table or column): an upstream fault, hence 502.
         raise ApiError(502, EXCEPTION, str(error)) from None
+    except RiverError as error:  # e.g. the mapping's credential names an unknown database
+        raise ApiError(400, INVALID, str(error)) from None
 
 
 def _check_known(river: Services, resource_ids: list[str], field: str) -> None:

@@ -116,16 +116,14 @@ def key_list(value: Any, where: str) -> list[Any]:
 
 def int_parameter(name: str, default: int, minimum: int, maximum: int | None = None) -> int:
     """A whole-number query parameter within bounds."""
-    raw = request.args.getlist(name)
-    if not raw:
+    given = text_parameter(name)
+    if given is None:
         return default
-    if len(raw) > 1:
-        raise ApiError(400, INVALID, f"parameter {name} is given {len(raw)} times; give it once")
     try:
-        value = int(raw[0])
+        value = int(given)
     except ValueError:
         raise ApiError(
-            400, VALUE, f"parameter {name} must be a whole number, not {raw[0]!r}", expression=name
+            400, VALUE, f"parameter {name} must be a whole number, not {given!r}", expression=name
         ) from None
     if value < minimum or (maximum is not None and value > maximum):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
@@ -137,17 +135,15 @@ def int_parameter(name: str, default: int, minimum: int, maximum: int | None = N
 
 def choice_parameter(name: str, choices: tuple[str, ...]) -> str | None:
     """A query parameter that is one of `choices`, or None when absent."""
-    raw = request.args.getlist(name)
-    if not raw:
-        return None
-    if len(raw) > 1 or raw[0] not in choices:
+    given = text_parameter(name)
+    if given is not None and given not in choices:
         raise ApiError(
             400,
             VALUE,
-            f"parameter {name} must be one of {', '.join(choices)}, not {', '.join(raw)!r}",
+            f"parameter {name} must be one of {', '.join(choices)}, not {given!r}",
             expression=name,
         )
-    return raw[0]
+    return given
 
 
 def text_parameter(name: str) -> str | None:

@@ -15,6 +15,16 @@ from dotenv import dotenv_values
 from river.errors import ConfigurationError
 
 
+def environment(env_file: str | Path | None = ".env") -> dict[str, str]:
+    """What the settings are read from: `env_file` (when it exists) overlaid by the
+    environment. Logging reads LOG_LEVEL and LOG_FORMAT from it too (adapters/logs.py)."""
+    env: dict[str, str] = {}
+    if env_file and Path(env_file).is_file():
+        env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    env.update(os.environ)
+    return env
+
+
 def _read(env: dict[str, str], name: str, default: str) -> str:
     value = env.get(name)
     return default if value is None or value == "" else value
@@ -114,10 +124,7 @@ class Settings:
     @classmethod
     def load(cls, env_file: str | Path | None = ".env") -> Settings:
         """Settings from `env_file` (when it exists) overlaid by the environment."""
-        env: dict[str, str] = {}
-        if env_file and Path(env_file).is_file():
-            env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-        env.update(os.environ)
+        env = environment(env_file)
         return cls(
             kafka_bootstrap_servers=_read(
                 env, "KAFKA_BOOTSTRAP_SERVERS", cls.kafka_bootstrap_servers
