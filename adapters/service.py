@@ -9,7 +9,6 @@ import logging
 from adapters import logs, metrics
 from adapters.kafka import Failure, Message, Output, where
 from adapters.store import FhirStore, InstanceError, open_store
-from adapters.store.fhir_server import FhirServerSettings
 from river import events
 from river.engine import Engine
 from river.errors import RiverError
@@ -25,7 +24,7 @@ def start(name: str, with_engine: bool = True) -> tuple[Settings, Engine | None,
         store = open_store(
             settings.fhir_store_url,
             bulk_size=settings.mongo_bulk_size,
-            fhir_server=FhirServerSettings.of(settings),
+            fhir_server=settings.fhir_server,
         )
     except RiverError as error:  # a setting or a mapping to fix: one sentence, no trace
         logging.getLogger("river").error("%s cannot start: %s", name, error)

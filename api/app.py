@@ -27,7 +27,6 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from adapters import logs
 from adapters.kafka import EventProducer, KafkaUnavailable
 from adapters.store import FhirStore, StoreUnavailable, open_store
-from adapters.store.fhir_server import FhirServerSettings
 from api import batches, fhir_routes
 from api.audit import AUDITED, audit_event
 from api.auth import (
@@ -85,7 +84,7 @@ def create_app(
         store = open_store(
             settings.fhir_store_url,
             bulk_size=settings.mongo_bulk_size,
-            fhir_server=FhirServerSettings.of(settings),
+            fhir_server=settings.fhir_server,
         )
 
     app = Flask(__name__, static_folder=None)

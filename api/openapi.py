@@ -190,12 +190,13 @@ SCHEMAS: dict[str, Any] = {
                 "enum": ["extract", "transform", "load"],
                 "description": "Stalled only: extract while the instances to extract are not"
                 " counted or not all extracted, transform while some extracted ones are neither"
-                " transformed nor failed, load otherwise.",
+                " transformed and loaded nor failed (the loader counts both: a loader that cannot"
+                " write stalls here), load otherwise.",
             },
             "reason": {
                 "type": "string",
                 "description": "Stalled only, one sentence: e.g. no progress for 412 s; stopped"
-                " at stage transform (1,934 of 1,968 extracted instances transformed).",
+                " at stage transform (1,934 of 1,968 extracted instances transformed and loaded).",
             },
             "expected": {
                 "type": ["integer", "null"],

@@ -209,8 +209,10 @@ def stall(
         where = f"{p.extracted:,} of {p.expected:,} expected instances extracted"
     elif stage == TRANSFORM:
         where = (
+            # `transformed` moves when the loader writes: a loader that cannot write
+            # (its store or FHIR server refusing) stalls a resource here.
             f"{p.transformed + p.failed:,} of {p.extracted:,} extracted instances"
-            f" transformed{or_failed}"
+            f" transformed and loaded{or_failed}"
         )
     else:
         where = f"{p.loaded + p.failed:,} of {p.expected:,} expected instances loaded{or_failed}"

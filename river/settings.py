@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -36,6 +37,75 @@ def _read_int(env: dict[str, str], name: str, default: int) -> int:
         return int(text)
     except ValueError:
         raise ConfigurationError(f"setting {name} must be a whole number, not {text!r}") from None
+
+
+@dataclass(frozen=True)
+class FhirServerSettings:
+    """A FHIR server as the target (FHIR_SERVER_*; adapters/store/fhir_server.py): where
+    it is, how FHIR River logs in to it, how resources are sent. Checked when made."""
+
+    url: str
+    # OAuth 2 client credentials (an OIDC provider's token endpoint), or basic auth, or none.
+    token_url: str = ""
+    client_id: str = ""
+    client_secret: str = field(default="", repr=False)
+    scope: str = ""
+    username: str = ""
+    password: str = field(default="", repr=False)
+    bundle_type: str = "transaction"
+    bundle_size: int = 250
+    concurrency: int = 2
+    timeout: float = 60.0
+    retries: int = 3
+
+    def __post_init__(self) -> None:
+        if urlsplit(self.url).scheme not in ("http", "https"):
+            raise ConfigurationError(
+                f"setting FHIR_SERVER_URL must be an http:// or https:// base URL, not {self.url!r}"
+            )
+        if self.bundle_type not in ("transaction", "batch"):
+            raise ConfigurationError(
+                "setting FHIR_SERVER_BUNDLE_TYPE must be transaction or batch, "
+                f"not {self.bundle_type!r}"
+            )
+        if self.bundle_size < 1 or self.concurrency < 1:
+            raise ConfigurationError(
+                "settings FHIR_SERVER_BUNDLE_SIZE and FHIR_SERVER_CONCURRENCY must be 1 or more"
+            )
+        if self.token_url and not (self.client_id and self.client_secret):
+            raise ConfigurationError(
+                "FHIR_SERVER_TOKEN_URL needs FHIR_SERVER_CLIENT_ID and FHIR_SERVER_CLIENT_SECRET"
+                " (the client FHIR River logs in as, client credentials)"
+            )
+        if self.token_url and self.username:
+            raise ConfigurationError(
+                "set either FHIR_SERVER_TOKEN_URL (a bearer token) or FHIR_SERVER_USERNAME "
+                "(basic auth) for the FHIR server, not both"
+            )
+        if bool(self.username) != bool(self.password):
+            raise ConfigurationError(
+                "basic auth needs both FHIR_SERVER_USERNAME and FHIR_SERVER_PASSWORD"
+            )
+
+
+def _fhir_server(env: dict[str, str]) -> FhirServerSettings | None:
+    url = env.get("FHIR_SERVER_URL", "").strip()
+    if not url:
+        return None
+    return FhirServerSettings(
+        url=url.rstrip("/"),
+        token_url=env.get("FHIR_SERVER_TOKEN_URL", ""),
+        client_id=env.get("FHIR_SERVER_CLIENT_ID", ""),
+        client_secret=env.get("FHIR_SERVER_CLIENT_SECRET", ""),
+        scope=env.get("FHIR_SERVER_SCOPE", ""),
+        username=env.get("FHIR_SERVER_USERNAME", ""),
+        password=env.get("FHIR_SERVER_PASSWORD", ""),
+        bundle_type=_read(env, "FHIR_SERVER_BUNDLE_TYPE", "transaction").lower(),
+        bundle_size=_read_int(env, "FHIR_SERVER_BUNDLE_SIZE", FhirServerSettings.bundle_size),
+        concurrency=_read_int(env, "FHIR_SERVER_CONCURRENCY", FhirServerSettings.concurrency),
+        timeout=float(_read_int(env, "FHIR_SERVER_TIMEOUT", 60)),
+        retries=_read_int(env, "FHIR_SERVER_RETRIES", FhirServerSettings.retries),
+    )
 
 
 @dataclass(frozen=True)
@@ -67,19 +137,9 @@ class Settings:
     fhir_store_url: str = "postgresql://postgres:postgres@127.0.0.1:5432/fhirstore"
     mongo_bulk_size: int = 500
     # A FHIR server as the target (adapters/store/fhir_server.py): resources go to its REST
-    # API, batch state stays in FHIR_STORE_URL. Empty: the store holds the resources.
-    fhir_server_url: str = ""
-    fhir_server_token_url: str = ""  # OAuth 2 client credentials (an OIDC token endpoint)
-    fhir_server_client_id: str = ""
-    fhir_server_client_secret: str = field(default="", repr=False)
-    fhir_server_scope: str = ""
-    fhir_server_username: str = ""  # or basic auth
-    fhir_server_password: str = field(default="", repr=False)
-    fhir_server_bundle_type: str = "transaction"
-    fhir_server_bundle_size: int = 250
-    fhir_server_concurrency: int = 2
-    fhir_server_timeout: int = 60
-    fhir_server_retries: int = 3
+    # API, batch state stays in FHIR_STORE_URL. None (no FHIR_SERVER_URL): the store holds
+    # the resources.
+    fhir_server: FhirServerSettings | None = None
     # The API shows a resource of a running batch `stalled` when its counters have
     # not moved for this long (seconds; 0: never).
     stalled_after_seconds: int = 300
@@ -144,18 +204,7 @@ class Settings:
             api_port=_read_int(env, "API_PORT", 3000),
             fhir_store_url=_read(env, "FHIR_STORE_URL", cls.fhir_store_url),
             mongo_bulk_size=_read_int(env, "MONGO_BULK_SIZE", 500),
-            fhir_server_url=env.get("FHIR_SERVER_URL", ""),
-            fhir_server_token_url=env.get("FHIR_SERVER_TOKEN_URL", ""),
-            fhir_server_client_id=env.get("FHIR_SERVER_CLIENT_ID", ""),
-            fhir_server_client_secret=env.get("FHIR_SERVER_CLIENT_SECRET", ""),
-            fhir_server_scope=env.get("FHIR_SERVER_SCOPE", ""),
-            fhir_server_username=env.get("FHIR_SERVER_USERNAME", ""),
-            fhir_server_password=env.get("FHIR_SERVER_PASSWORD", ""),
-            fhir_server_bundle_type=_read(env, "FHIR_SERVER_BUNDLE_TYPE", "transaction"),
-            fhir_server_bundle_size=_read_int(env, "FHIR_SERVER_BUNDLE_SIZE", 250),
-            fhir_server_concurrency=_read_int(env, "FHIR_SERVER_CONCURRENCY", 2),
-            fhir_server_timeout=_read_int(env, "FHIR_SERVER_TIMEOUT", 60),
-            fhir_server_retries=_read_int(env, "FHIR_SERVER_RETRIES", 3),
+            fhir_server=_fhir_server(env),
             stalled_after_seconds=_read_int(
                 env, "STALLED_AFTER_SECONDS", cls.stalled_after_seconds
             ),

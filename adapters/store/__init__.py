@@ -45,6 +45,10 @@ class Loaded:
 InstanceError = ErrorEvent
 
 
+# A key's last write to a FHIR server: (batch id, content hash, source read at).
+Written = tuple[str | None, str | None, float | None]
+
+
 class FhirStore(ABC):
     # --- resources ----------------------------------------------------------------
     @abstractmethod
@@ -91,6 +95,24 @@ class FhirStore(ABC):
         offset: int = 0,
     ) -> tuple[int, list[dict[str, Any]]]:
         """(total, page) of the resources of a type, with `meta.tag` system|code if given."""
+
+    # --- a FHIR server's writes (adapters/store/fhir_server.py) ------------------------
+    # With a FHIR server as the target, the store keeps each resource's last write there
+    # instead of the resource: what tells a replay from an update after a restart.
+    @abstractmethod
+    def written(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Written]:
+        """The last write to the FHIR server of each (resource type, id) of `keys` that
+        has one: (batch id, content hash, read at), (None, None, read at) a deletion."""
+
+    @abstractmethod
+    def count_written(
+        self,
+        batch_id: str,
+        counters: dict[str, dict[str, int]],
+        writes: Sequence[tuple[tuple[str, str], Written]],
+    ) -> None:
+        """`add_counts` and keep `writes` as the last write of their keys, in one
+        transaction where the backend has them: counted once, even across a crash."""
 
     # --- batches ------------------------------------------------------------------
     @abstractmethod
@@ -204,7 +226,7 @@ def open_store(url: str, bulk_size: int = 500, fhir_server: Any = None) -> FhirS
 
     `bulk_size` is the documents per bulk command of the MongoDB store
     (MONGO_BULK_SIZE); PostgreSQL takes each call's resources in one statement.
-    With `fhir_server` (a `FhirServerSettings`, FHIR_SERVER_URL), resources go to that
+    With `fhir_server` (`Settings.fhir_server`, FHIR_SERVER_URL), resources go to that
     FHIR server and the backend keeps the batch state (adapters/store/fhir_server.py).
     """
     if fhir_server is not None:

@@ -1,6 +1,6 @@
 """A FHIR server as the target: resources go to its REST API, batch state stays home.
 
-    store = open_store(settings.fhir_store_url, fhir_server=FhirServerSettings.of(settings))
+    store = open_store(settings.fhir_store_url, fhir_server=settings.fhir_server)
 
 With `FHIR_SERVER_URL` set, `open_store` wraps FHIR River's own store (PostgreSQL or
 MongoDB) in a `FhirServerStore`: `load` and `delete` send Bundles of `PUT <type>/<id>`
@@ -21,11 +21,12 @@ What the server answers decides (README, Loading into a FHIR server):
   (`FHIR_SERVER_RETRIES`), then `StoreUnavailable`, which the services wait out.
 
 Nothing is counted twice: each key's last write (batch id, content hash, reading time)
-is remembered, as the database stores keep it beside the resource, so a poll sent
-again after a failure finds what already landed and counts it as a replay (not sent
-again). The memory is the process's (the last 500,000 keys): a loader that
-crashed between a write and its Kafka commit counts the replayed resources again as
-updates (the totals of `loaded` stay right; the split created/updated may not).
+is kept in the wrapped store (`written`), as the database stores keep it beside the
+resource, in the same transaction as the counters it moved (`count_written`; on
+PostgreSQL). A poll sent again after a failure or a crash finds what already landed and
+counts it as a replay, not sent again. What a crash can still blur: a loader killed
+after the server's answer and before that transaction sends those resources again, and
+the server then answers 200, so they count as updated, not created (each counted once).
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,15 +45,15 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
-from adapters.store import FhirStore, Loaded, ResourceRefused, StoreUnavailable
+from adapters.store import FhirStore, Loaded, ResourceRefused, StoreUnavailable, Written
 from adapters.store.common import CREATED, REPLAYED, SUPERSEDED, UPDATED, keys_of
 from river.batches import content_hash, is_live_batch
-from river.errors import ConfigurationError, RiverError
+from river.errors import RiverError
+from river.settings import FhirServerSettings
 
 log = logging.getLogger("river.fhir_server")
 
 FHIR_JSON = "application/fhir+json"
-BUNDLE_TYPES = ("transaction", "batch")
 # Read from FHIR River's own store, never from the target: the audit trail is FHIR
 # River's record of who read what, kept where its batch state is.
 OWN_TYPES = frozenset({"AuditEvent"})
@@ -63,70 +64,6 @@ FIRST_TYPES = ("Organization", "Location", "Practitioner", "Patient", "Encounter
 TRANSIENT_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 Key = tuple[str, str]  # (resource type, id)
-
-
-@dataclass(frozen=True)
-class FhirServerSettings:
-    """Where the FHIR server is and how FHIR River logs in to it (FHIR_SERVER_*)."""
-
-    url: str
-    # OAuth 2 client credentials (an OIDC provider's token endpoint), or basic auth, or none.
-    token_url: str = ""
-    client_id: str = ""
-    client_secret: str = field(default="", repr=False)
-    scope: str = ""
-    username: str = ""
-    password: str = field(default="", repr=False)
-    bundle_type: str = "transaction"
-    bundle_size: int = 250
-    concurrency: int = 2
-    timeout: float = 60.0
-    retries: int = 3
-    ledger_size: int = 500_000
-
-    def __post_init__(self) -> None:
-        if urlsplit(self.url).scheme not in ("http", "https"):
-            raise ConfigurationError(
-                f"setting FHIR_SERVER_URL must be an http:// or https:// base URL, not {self.url!r}"
-            )
-        if self.bundle_type not in BUNDLE_TYPES:
-            raise ConfigurationError(
-                "setting FHIR_SERVER_BUNDLE_TYPE must be transaction or batch, "
-                f"not {self.bundle_type!r}"
-            )
-        if self.bundle_size < 1 or self.concurrency < 1:
-            raise ConfigurationError(
-                "settings FHIR_SERVER_BUNDLE_SIZE and FHIR_SERVER_CONCURRENCY must be 1 or more"
-            )
-        if self.token_url and not (self.client_id and self.client_secret):
-            raise ConfigurationError(
-                "FHIR_SERVER_TOKEN_URL needs FHIR_SERVER_CLIENT_ID and FHIR_SERVER_CLIENT_SECRET"
-                " (the client FHIR River logs in as, client credentials)"
-            )
-        if bool(self.username) != bool(self.password):
-            raise ConfigurationError(
-                "basic auth needs both FHIR_SERVER_USERNAME and FHIR_SERVER_PASSWORD"
-            )
-
-    @classmethod
-    def of(cls, settings: Any) -> FhirServerSettings | None:
-        """The FHIR server of `settings` (river.settings.Settings), None when none is set."""
-        if not settings.fhir_server_url:
-            return None
-        return cls(
-            url=settings.fhir_server_url.rstrip("/"),
-            token_url=settings.fhir_server_token_url,
-            client_id=settings.fhir_server_client_id,
-            client_secret=settings.fhir_server_client_secret,
-            scope=settings.fhir_server_scope,
-            username=settings.fhir_server_username,
-            password=settings.fhir_server_password,
-            bundle_type=settings.fhir_server_bundle_type.lower(),
-            bundle_size=settings.fhir_server_bundle_size,
-            concurrency=settings.fhir_server_concurrency,
-            timeout=float(settings.fhir_server_timeout),
-            retries=settings.fhir_server_retries,
-        )
 
 
 class FhirServerClient:
@@ -175,6 +112,9 @@ class FhirServerClient:
         headers = {"Content-Type": FHIR_JSON} if data is not None else {}
         try:
             headers.update(self._auth_header())
+        except _TokenRefused as refused:
+            return str(refused)
+        try:
             answer = self.session.request(
                 method,
                 url,
@@ -200,8 +140,7 @@ class FhirServerClient:
         return answer
 
     def where(self) -> str:
-        parts = urlsplit(self.base)
-        return f"{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+        return _where(self.base)
 
     def _auth_header(self) -> dict[str, str]:
         if not self.settings.token_url:
@@ -212,10 +151,12 @@ class FhirServerClient:
             return {"Authorization": f"Bearer {self._token[0]}"}
 
     def _fetch_token(self) -> tuple[str, float]:
-        """An access token by the client credentials grant (RFC 6749, 4.4)."""
+        """An access token by the client credentials grant (RFC 6749, 4.4);
+        _TokenRefused says why there is none."""
         form = {"grant_type": "client_credentials"}
         if self.settings.scope:
             form["scope"] = self.settings.scope
+        endpoint = _where(self.settings.token_url)
         try:
             answer = requests.post(
                 self.settings.token_url,
@@ -224,17 +165,30 @@ class FhirServerClient:
                 timeout=self.settings.timeout,
             )
         except requests.RequestException as error:
-            raise requests.ConnectionError(f"token endpoint: {type(error).__name__}") from None
-        if answer.status_code != 200:
-            # No token, nothing to send: the same sentence as a refused request.
-            raise requests.ConnectionError(
-                f"the token endpoint answered {answer.status_code} for client "
-                f"{self.settings.client_id}"
+            raise _TokenRefused(
+                f"the token endpoint at {endpoint} cannot be reached ({type(error).__name__}):"
+                " check FHIR_SERVER_TOKEN_URL"
+            ) from None
+        try:
+            body = answer.json()
+        except ValueError:
+            body = {}
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if answer.status_code != 200 or not isinstance(token, str):
+            # RFC 6749, 5.2: `error` is a code, never a secret (e.g. unauthorized_client).
+            said = body.get("error") if isinstance(body, dict) else None
+            raise _TokenRefused(
+                f"the token endpoint at {endpoint} gave FHIR River no access token for client "
+                f"{self.settings.client_id!r} ({answer.status_code}"
+                f"{f' {said}' if isinstance(said, str) else ''}): check FHIR_SERVER_CLIENT_ID,"
+                " FHIR_SERVER_CLIENT_SECRET and FHIR_SERVER_SCOPE"
             )
-        body = answer.json()
-        lifetime = float(body.get("expires_in") or 300)
-        # Renewed a little before it expires (and at least every 10 s for short ones).
-        return body["access_token"], time.monotonic() + max(lifetime - 30, lifetime / 2, 1)
+        try:
+            lifetime = float(body.get("expires_in") or 300)
+        except (TypeError, ValueError):
+            lifetime = 300.0
+        # Renewed 30 s before it expires, or at half its life for short-lived ones.
+        return token, time.monotonic() + max(lifetime - 30, lifetime / 2, 1)
 
     def close(self) -> None:
         self.session.close()
@@ -262,10 +216,6 @@ class FhirServerStore(FhirStore):
         self.state = state
         self.client = FhirServerClient(settings)
         self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="fhir-server")
-        # key -> (batch id, content hash, read at) of its last write; (None, None, t) for
-        # a deletion read at t (a tombstone). Bounded: the oldest keys are forgotten.
-        self._ledger: OrderedDict[Key, tuple[str | None, str | None, float | None]] = OrderedDict()
-        self._lock = threading.Lock()
 
     # --- resources ----------------------------------------------------------------
     def load(
@@ -278,43 +228,45 @@ class FhirServerStore(FhirStore):
             return []
         keys_of(items)  # checks every resource type and id, as the database stores do
         live = is_live_batch(batch_id)
+        known = self.state.written(
+            list(dict.fromkeys((r["resourceType"], r["id"]) for _, r in items))
+        )
         actions: list[str] = []
         writes: dict[Key, _Write] = {}
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        seen: dict[Key, tuple[str | None, str | None, float | None]] = {}
-        with self._lock:
-            for index, (resource_id, resource) in enumerate(items):
-                key = (resource["resourceType"], resource["id"])
-                digest = content_hash(resource)
-                read = read_at[index] if read_at is not None else None
-                before = seen.get(key) or self._ledger.get(key)
-                newest = before[2] if before is not None else None
-                if read is not None and newest is not None and read < newest:
-                    actions.append(SUPERSEDED)  # a newer reading is there: nothing to write
+        seen: dict[Key, Written] = {}
+        for index, (resource_id, resource) in enumerate(items):
+            key = (resource["resourceType"], resource["id"])
+            digest = content_hash(resource)
+            read = read_at[index] if read_at is not None else None
+            before = seen.get(key) or known.get(key)
+            newest = before[2] if before is not None else None
+            if read is not None and newest is not None and read < newest:
+                actions.append(SUPERSEDED)  # a newer reading is there: nothing to write
+                counts[resource_id][UPDATED] += 1
+                continue
+            version = read if read is not None else newest
+            if before is not None and before[:2] == (batch_id, digest):
+                actions.append(REPLAYED)
+                if live:
                     counts[resource_id][UPDATED] += 1
-                    continue
-                version = read if read is not None else newest
-                if before is not None and before[:2] == (batch_id, digest):
-                    actions.append(REPLAYED)
-                    if live:
-                        counts[resource_id][UPDATED] += 1
-                    seen[key] = (batch_id, digest, version)
-                    continue
-                if key in writes:
-                    actions.append(UPDATED)  # its second version in this call
-                    counts[resource_id][UPDATED] += 1
-                    write = writes[key]
-                    write.resource, write.digest, write.read_at = resource, digest, version
-                else:
-                    actions.append("")  # the server's answer says
-                    writes[key] = _Write(key, resource, digest, version, index, resource_id)
                 seen[key] = (batch_id, digest, version)
+                continue
+            if key in writes:
+                actions.append(UPDATED)  # its second version in this call
+                counts[resource_id][UPDATED] += 1
+                write = writes[key]
+                write.resource, write.digest, write.read_at = resource, digest, version
+            else:
+                actions.append("")  # the server's answer says
+                writes[key] = _Write(key, resource, digest, version, index, resource_id)
+            seen[key] = (batch_id, digest, version)
         failure: StoreUnavailable | None = None
         try:
             self._send_writes(list(writes.values()))
         except StoreUnavailable as error:
-            # What landed is counted and remembered, so that the poll, tried again,
-            # finds it replayed; the rest of this call counts nothing.
+            # What landed is counted and kept, so that the poll, tried again, finds it
+            # replayed; the rest of this call counts nothing.
             failure = error
             counts = defaultdict(lambda: defaultdict(int))
         landed = [w for w in writes.values() if w.status]
@@ -322,28 +274,14 @@ class FhirServerStore(FhirStore):
         for write in landed:
             actions[write.index] = write.status
             counts[write.resource_id][write.status] += 1
-        increments = {
-            resource_id: {
-                name: value
-                for name, value in (
-                    ("transformed", c[CREATED] + c[UPDATED]),
-                    (CREATED, c[CREATED]),
-                    (UPDATED, c[UPDATED]),
-                )
-                if value
-            }
-            for resource_id, c in counts.items()
-        }
-        increments = {k: v for k, v in increments.items() if v}
-        if increments:
-            self.state.add_counts(batch_id, increments)
-        with self._lock:
-            for write in landed:
-                self._remember(write.key, (batch_id, write.digest, write.read_at))
-            if failure is None:
-                for key, value in seen.items():
-                    if key not in writes and value != self._ledger.get(key):
-                        self._remember(key, value)
+        kept = [(w.key, (batch_id, w.digest, w.read_at)) for w in landed]
+        if failure is None:
+            kept += [
+                (key, value)
+                for key, value in seen.items()
+                if key not in writes and value != known.get(key)
+            ]
+        self.state.count_written(batch_id, _increments(counts), kept)
         if failure is not None:
             raise failure
         if refused:
@@ -365,25 +303,25 @@ class FhirServerStore(FhirStore):
     ) -> int:
         if not ids:
             return 0
+        known = self.state.written([(resource_type, rid) for rid in ids])
         keep: list[str] = []
-        with self._lock:
-            for rid in ids:
-                before = self._ledger.get((resource_type, rid))
-                newest = before[2] if before is not None else None
-                if read_at is not None and newest is not None and read_at < newest:
-                    continue  # read after this deletion: it stays
-                keep.append(rid)
+        for rid in ids:
+            before = known.get((resource_type, rid))
+            newest = before[2] if before is not None else None
+            if read_at is not None and newest is not None and read_at < newest:
+                continue  # read after this deletion: it stays
+            keep.append(rid)
         deleted = 0
         for start in range(0, len(keep), self.settings.bundle_size):
             chunk = keep[start : start + self.settings.bundle_size]
-            bundle = _bundle(
+            deletions = bundle(
                 self.settings.bundle_type,
                 [
                     {"request": {"method": "DELETE", "url": f"{resource_type}/{rid}"}}
                     for rid in chunk
                 ],
             )
-            answer = self._post_bundle(bundle)
+            answer = self._post_bundle(deletions)
             for rid, entry in zip(chunk, answer.get("entry") or [], strict=False):
                 status = _status(entry)
                 if status >= 400 and status not in (404, 410):
@@ -393,11 +331,11 @@ class FhirServerStore(FhirStore):
                     )
                 if status < 300 and _deleted_something(entry):
                     deleted += 1
-        if deleted:
-            self.state.add_counts(batch_id, {resource_id: {"deleted": deleted}})
-        with self._lock:
-            for rid in keep:
-                self._remember((resource_type, rid), (None, None, read_at))
+        self.state.count_written(
+            batch_id,
+            {resource_id: {"deleted": deleted}} if deleted else {},
+            [((resource_type, rid), (None, None, read_at)) for rid in keep],
+        )
         return deleted
 
     def read(self, resource_type: str, id: str) -> dict[str, Any] | None:
@@ -424,7 +362,11 @@ class FhirServerStore(FhirStore):
         if count == 0:
             params["_summary"] = "count"
         else:
-            params.update({"_count": count, "_offset": offset, "_total": "accurate"})
+            # Pages by offset need an order (without one, HAPI's pages overlap); the
+            # database stores page by id too.
+            params.update(
+                {"_count": count, "_offset": offset, "_total": "accurate", "_sort": "_id"}
+            )
         answer = self.client.request("GET", resource_type, params=params)
         _check(answer, f"searching {resource_type}")
         body = answer.json()
@@ -478,6 +420,12 @@ class FhirServerStore(FhirStore):
     def record_audit(self, *args: Any, **kwargs: Any) -> Any:
         return self.state.record_audit(*args, **kwargs)
 
+    def written(self, *args: Any, **kwargs: Any) -> Any:
+        return self.state.written(*args, **kwargs)
+
+    def count_written(self, *args: Any, **kwargs: Any) -> Any:
+        return self.state.count_written(*args, **kwargs)
+
     def __getattr__(self, name: str) -> Any:
         # A batch-state method the interface gained since: the wrapped store has it.
         if name.startswith("__") or name == "state":
@@ -523,7 +471,9 @@ class FhirServerStore(FhirStore):
 
     def _send_chunk(self, chunk: list[_Write], bundle_type: str = "") -> None:
         bundle_type = bundle_type or self.settings.bundle_type
-        answer = self._post_bundle(_bundle(bundle_type, [_put(w) for w in chunk]), refusal=True)
+        answer = self._post_bundle(
+            bundle(bundle_type, [put_entry(w.resource) for w in chunk]), refusal=True
+        )
         refusal = answer.get("_refused")
         if refusal is not None:
             if len(chunk) == 1:
@@ -562,35 +512,52 @@ class FhirServerStore(FhirStore):
                     f"({status}: {_entry_outcome(entry)})"
                 )
 
-    def _post_bundle(self, bundle: dict[str, Any], refusal: bool = False) -> dict[str, Any]:
+    def _post_bundle(self, sent: dict[str, Any], refusal: bool = False) -> dict[str, Any]:
         """The server's response Bundle; with `refusal`, a Bundle refused whole gives
         {"_refused": the server's message}."""
-        answer = self.client.request("POST", "", body=bundle)
+        answer = self.client.request("POST", "", body=sent)
         if answer.status_code < 300:
             return answer.json()
         if refusal and 400 <= answer.status_code < 500:
             return {"_refused": f"{answer.status_code}: {_outcome(answer)}"}
-        _check(answer, f"a {bundle['type']} Bundle")
+        _check(answer, f"a {sent['type']} Bundle")
         return answer.json()
 
-    def _remember(self, key: Key, value: tuple[str | None, str | None, float | None]) -> None:
-        self._ledger[key] = value
-        self._ledger.move_to_end(key)
-        while len(self._ledger) > self.settings.ledger_size:
-            self._ledger.popitem(last=False)
+
+class _TokenRefused(Exception):
+    """No access token: the sentence says why (never the secret)."""
 
 
-def _bundle(bundle_type: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+def _where(url: str) -> str:
+    """A URL as logs show it: host, port and path (no credentials, no query)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+def _increments(counts: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """A load's counters as the store adds them: transformed is created + updated."""
+    increments = {}
+    for resource_id, c in counts.items():
+        values = {
+            "transformed": c[CREATED] + c[UPDATED],
+            CREATED: c[CREATED],
+            UPDATED: c[UPDATED],
+        }
+        values = {name: n for name, n in values.items() if n}
+        if values:
+            increments[resource_id] = values
+    return increments
+
+
+def bundle(bundle_type: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A transaction or batch Bundle of `entries` (benchmarks/hapi.py sends the same)."""
     return {"resourceType": "Bundle", "type": bundle_type, "entry": entries}
 
 
-def _put(write: _Write) -> dict[str, Any]:
-    resource_type, rid = write.key
-    return {
-        "fullUrl": f"{resource_type}/{rid}",
-        "resource": write.resource,
-        "request": {"method": "PUT", "url": f"{resource_type}/{rid}"},
-    }
+def put_entry(resource: dict[str, Any]) -> dict[str, Any]:
+    """The Bundle entry that writes `resource` under its own id (an update or a create)."""
+    url = f"{resource['resourceType']}/{resource['id']}"
+    return {"fullUrl": url, "resource": resource, "request": {"method": "PUT", "url": url}}
 
 
 def _status(entry: dict[str, Any]) -> int:

@@ -70,7 +70,14 @@ from pymongo.errors import (
     InvalidDocument,
 )
 
-from adapters.store import FhirStore, InstanceError, Loaded, ResourceRefused, StoreUnavailable
+from adapters.store import (
+    FhirStore,
+    InstanceError,
+    Loaded,
+    ResourceRefused,
+    StoreUnavailable,
+    Written,
+)
 from adapters.store.common import (
     LoadPlan,
     Row,
@@ -91,6 +98,8 @@ BATCHES, ERRORS = "river_batch", "river_batch_error"
 OURS = "_river"
 # Deleted resources' tombstones, `_id` "<type>/<id>", `read_at` (common.py, superseded).
 TOMBSTONES = "river_tombstone"
+# With a FHIR server as the target: each resource's last write there (fhir_server.py).
+WRITTEN = "river_written"
 COUNTERS = ("transformed", "created", "updated", "deleted", "failed")
 PROGRESSED = "progressed_at"
 # What a missing field of `resources.<id>` stands for (a missing expected or error is
@@ -430,6 +439,39 @@ class MongoStore(FhirStore):
 
     def add_counts(self, batch_id: str, counters: dict[str, dict[str, int]]) -> None:
         with self._guard():
+            self._bump(batch_id, counters)
+
+    def written(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Written]:
+        found: dict[tuple[str, str], Written] = {}
+        with self._guard():
+            for chunk in _chunks([f"{t}/{rid}" for t, rid in keys], READ_CHUNK):
+                for doc in self.db[WRITTEN].find({"_id": {"$in": list(chunk)}}):
+                    resource_type, rid = doc["_id"].split("/", 1)
+                    found[resource_type, rid] = (doc["batch"], doc["hash"], doc["read"])
+        return found
+
+    def count_written(
+        self,
+        batch_id: str,
+        counters: dict[str, dict[str, int]],
+        writes: Sequence[tuple[tuple[str, str], Written]],
+    ) -> None:
+        """Kept, then counted (no transactions): a crash between the two leaves those
+        writes uncounted, as a `load` killed between its writes and its counts."""
+        last = dict(writes)
+        with self._guard():
+            for chunk in _chunks(list(last.items()), self.bulk_size):
+                self.db[WRITTEN].bulk_write(
+                    [
+                        ReplaceOne(
+                            {"_id": f"{t}/{rid}"},
+                            {"batch": value[0], "hash": value[1], "read": value[2]},
+                            upsert=True,
+                        )
+                        for (t, rid), value in chunk
+                    ],
+                    ordered=False,
+                )
             self._bump(batch_id, counters)
 
     def add_extracted(self, batch_id: str, resource_id: str, n: int) -> None:

@@ -49,6 +49,7 @@ from adapters.store import (
     Loaded,
     ResourceRefused,
     StoreUnavailable,
+    Written,
 )
 from adapters.store.common import (
     Stored,
@@ -115,6 +116,15 @@ CREATE TABLE IF NOT EXISTS river_tombstone (
     resource_type text NOT NULL,
     id text NOT NULL,
     read_at double precision NOT NULL,
+    PRIMARY KEY (resource_type, id)
+);
+-- With a FHIR server as the target: each resource's last write there (fhir_server.py).
+CREATE TABLE IF NOT EXISTS river_written (
+    resource_type text NOT NULL,
+    id text NOT NULL,
+    batch_id text,                      -- NULL: a deletion
+    content_hash text,
+    read_at double precision,
     PRIMARY KEY (resource_type, id)
 );
 CREATE TABLE IF NOT EXISTS river_batch_error (
@@ -186,6 +196,20 @@ INSERT INTO river_tombstone (resource_type, id, read_at)
 SELECT %s, u.id, %s FROM unnest(%b::text[]) AS u(id) ORDER BY u.id
 ON CONFLICT (resource_type, id) DO UPDATE
     SET read_at = greatest(river_tombstone.read_at, EXCLUDED.read_at)
+"""
+_WRITTEN = """
+SELECT w.resource_type, w.id, w.batch_id, w.content_hash, w.read_at
+  FROM river_written AS w
+  JOIN unnest(%b::text[], %b::text[]) AS k(resource_type, id) USING (resource_type, id)
+"""
+_REMEMBER = """
+INSERT INTO river_written AS w (resource_type, id, batch_id, content_hash, read_at)
+SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::float8[])
+ ORDER BY 1, 2
+ON CONFLICT (resource_type, id) DO UPDATE SET
+    batch_id = EXCLUDED.batch_id,
+    content_hash = EXCLUDED.content_hash,
+    read_at = EXCLUDED.read_at
 """
 # `moved`: some increment of the row is not 0, so its counters change: progressed_at too.
 _BUMP = """
@@ -561,6 +585,38 @@ class PostgresStore(FhirStore):
         def work(conn: psycopg.Connection[Any]) -> None:
             with conn.cursor() as cur:
                 self._bump(cur, batch_id, counters)
+
+        self._run(work)
+
+    def written(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Written]:
+        if not keys:
+            return {}
+
+        def work(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], Written]:
+            rows = conn.execute(_WRITTEN, ([k[0] for k in keys], [k[1] for k in keys])).fetchall()
+            return {(row[0], row[1]): (row[2], row[3], row[4]) for row in rows}
+
+        return self._run(work, transaction=False)
+
+    def count_written(
+        self,
+        batch_id: str,
+        counters: dict[str, dict[str, int]],
+        writes: Sequence[tuple[tuple[str, str], Written]],
+    ) -> None:
+        writes = list(dict(writes).items())  # one row a key (the last), for ON CONFLICT
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                if writes:
+                    cur.execute(
+                        _REMEMBER,
+                        tuple(list(column) for column in zip(*(
+                            (key[0], key[1], *value) for key, value in writes
+                        ), strict=True)),
+                    )  # fmt: skip
+                if counters:
+                    self._bump(cur, batch_id, counters)
 
         self._run(work)
 

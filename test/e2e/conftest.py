@@ -259,6 +259,22 @@ def make_pipeline(tmp: Path, prefix: str, store_url: str, source_url: str) -> Pi
     return Pipeline(env, tmp, open_store(store_url, bulk_size=40))
 
 
+EXAMPLE_MAPPING = ROOT / "examples" / "mappings" / "mimic-example.json"
+
+
+def example_pipeline(tmp: Path, prefix: str, store_url: str, source_url: str) -> Pipeline:
+    """`make_pipeline` with the example mapping (Patient, Encounter, Condition; a copy
+    in tmp/mappings, so a test can fix it) and its concept maps."""
+    pipeline = make_pipeline(tmp, prefix, store_url, source_url)
+    mappings = tmp / "mappings"
+    mappings.mkdir()
+    shutil.copy(EXAMPLE_MAPPING, mappings)
+    pipeline.env.update(
+        {"MAPPINGS": str(mappings), "CONCEPT_MAPS": str(ROOT / "examples" / "concept_maps")}
+    )
+    return pipeline
+
+
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, topic_prefix, mimic_demo_url) -> Iterator[Pipeline]:
     """The pipeline on the PostgreSQL store."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -22,12 +21,11 @@ import pytest
 from confluent_kafka import Producer
 
 from river import events
-from test.conftest import ROOT, kafka_client, postgres_url, scratch_database, wait_for
-from test.e2e.conftest import Pipeline, make_pipeline
+from test.conftest import kafka_client, postgres_url, scratch_database, wait_for
+from test.e2e.conftest import Pipeline, example_pipeline
 from test.e2e.stack import start_stack, stop_part
 from test.utils.create_records_db import create_in_database
 
-EXAMPLES = ROOT / "examples"
 RESOURCES = ["example-patient", "example-encounter", "example-condition"]
 LIMIT = 1_000_000  # KAFKA_MESSAGE_MAX_BYTES of this pipeline: small, to be reached
 
@@ -41,17 +39,8 @@ def messy(tmp_path_factory, topic_prefix) -> Iterator[tuple[Pipeline, str, str]]
     ):
         # Enough for a batch to be in the middle of its work for a few seconds.
         create_in_database(source_url, 500, seed=16, replace=True)
-        mappings = tmp / "mappings"
-        mappings.mkdir()
-        shutil.copy(EXAMPLES / "mappings" / "mimic-example.json", mappings)
-        pipeline = make_pipeline(tmp, topic_prefix, store_url, source_url)
-        pipeline.env.update(
-            {
-                "MAPPINGS": str(mappings),
-                "CONCEPT_MAPS": str(EXAMPLES / "concept_maps"),
-                "KAFKA_MESSAGE_MAX_BYTES": str(LIMIT),
-            }
-        )
+        pipeline = example_pipeline(tmp, topic_prefix, store_url, source_url)
+        pipeline.env["KAFKA_MESSAGE_MAX_BYTES"] = str(LIMIT)
         with pipeline:
             yield pipeline, source_url, store_url
 

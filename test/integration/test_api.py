@@ -905,7 +905,7 @@ def test_a_resource_without_progress_is_stalled_with_its_stage_and_reason(api, i
     }
     found = re.fullmatch(
         r"no progress for (\d+) s; stopped at stage transform"
-        r" \(2 of 4 extracted instances transformed\)",
+        r" \(2 of 4 extracted instances transformed and loaded\)",
         feat_6["reason"],
     )
     assert found and int(found.group(1)) >= STALLED_AFTER, feat_6["reason"]
@@ -924,7 +924,7 @@ def test_a_resource_without_progress_is_stalled_with_its_stage_and_reason(api, i
     assert "stalled" not in moved and moved["resources"][0]["status"] == "running"
     state = wait_for("the batch to stall again", stalled, timeout=STALLED_AFTER + 10)
     assert state["resources"][0]["reason"].endswith(
-        "stopped at stage transform (3 of 4 extracted instances transformed or failed)"
+        "stopped at stage transform (3 of 4 extracted instances transformed and loaded or failed)"
     )
 
 
@@ -949,7 +949,7 @@ def test_river_status_shows_a_stalled_resource_with_its_stage_and_reason(
         assert out.count("stalled (transform)") == 1 and "completed" in out
         assert re.search(
             rf"{FEAT_6} stalled: no progress for \d+ s; stopped at stage transform"
-            r" \(2 of 4 extracted instances transformed\)",
+            r" \(2 of 4 extracted instances transformed and loaded\)",
             out,
         ), out
         assert cli.main(["status", "--api", url]) == 0

@@ -8,9 +8,11 @@ from one image) wired in the right order, and that every ${VAR} it uses has a
 default or a line in .env.example, but the secrets: those have no default at all
 (${VAR:?...}), Compose refuses to run without them, and .env.example's "Docker
 Compose" block names them. Only the API and Keycloak are published; each service
-logs in to the databases with a role of its own. Compose always runs here with a
-clean environment and an explicit env file, so that a developer's `.env` or shell
-cannot change the result.
+logs in to the databases with a role of its own. The `hapi` profile adds HAPI FHIR
+(hapiproject/hapi) as a FHIR server target, with the local server's settings, its own
+database role and the host's loopback only; nothing else is in a profile. Compose
+always runs here with a clean environment and an explicit env file, so that a
+developer's `.env` or shell cannot change the result.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ CONNECT_DIR = ROOT / "docker" / "connect"
 
 DOCKER_POSTGRES = ROOT / "docker" / "postgres"
 DOCKER_MONGO = ROOT / "docker" / "mongo"
+DOCKER_HAPI = ROOT / "docker" / "hapi"
+LOCAL_HAPI = ROOT / "infra" / "hapi"
 REALM_FILE = ROOT / "infra" / "keycloak" / "fhir-river-realm.json"
 CDC_CONNECTOR = ROOT / "kafka_connect_connectors" / "sources" / "mimic-postgres-cdc.json"
 
@@ -55,6 +59,7 @@ SECRETS = {
     "KC_BOOTSTRAP_ADMIN_PASSWORD",
     "RIVER_SCRIPTS_CLIENT_SECRET",
     "GRAFANA_ADMIN_PASSWORD",
+    "HAPI_DB_PASSWORD",
 }
 # The passwords of the services' database roles, which PostgreSQL's init script sets.
 ROLE_SECRETS = (
@@ -65,17 +70,22 @@ ROLE_SECRETS = (
 )
 # Credentials of an optional outside service, empty unless it is used: no password to
 # guess, so an empty default is allowed.
-OPTIONAL_CREDENTIALS = {"PYROG_PASSWORD"}
+OPTIONAL_CREDENTIALS = {"PYROG_PASSWORD", "FHIR_SERVER_CLIENT_SECRET", "FHIR_SERVER_PASSWORD"}
 # The values the tests give the secrets (letters, digits, -: fit for URLs).
 SECRET_VALUES = {name: f"test-{name.lower().replace('_', '-')}" for name in SECRETS}
-# Only these reach the host: (published, target) ports; the last two on its loopback only.
+# Only these reach the host: (published, target) ports; the last three on its loopback
+# only (hapi with its profile on).
 PUBLISHED = {
     "api": {("3000", "3000")},
     "keycloak": {("8180", "8080")},
     "prometheus": {("9090", "9090")},
     "grafana": {("3001", "3000")},
+    "hapi": {("8090", "8080")},
 }
-LOOPBACK_ONLY = ("prometheus", "grafana")
+LOOPBACK_ONLY = ("prometheus", "grafana", "hapi")
+# Services in a profile (off unless asked for: docker compose --profile NAME); the others
+# always run.
+PROFILES = {"hapi": ["hapi"]}
 # Where each service serves its Prometheus metrics (river.settings.Settings' defaults).
 METRICS_PORTS = {"api": 9100, "extractor": 9101, "transformer": 9102, "loader": 9103}
 PROMETHEUS_CONFIG = ROOT / "docker" / "prometheus" / "prometheus.yml"
@@ -194,16 +204,29 @@ def secrets_env_file(env_dir: Path) -> Path:
     return write_env_file(env_dir / "secrets.env", with_example=True, secrets=SECRETS)
 
 
-@pytest.fixture(scope="module")
-def stack(secrets_env_file: Path) -> dict[str, Any]:
-    """The resolved docker-compose.yml (.env.example's values and the secrets), as data."""
+def resolve(env_file: Path, *options: str) -> dict[str, Any]:
+    """The resolved docker-compose.yml, as data; `options` go before `config`
+    (--profile NAME)."""
     # Compose v2 prints JSON; v1 does not know --format (it prints its usage, exit 0).
-    done = run_compose("config", "--format", "json", env_file=secrets_env_file)
+    done = run_compose(*options, "config", "--format", "json", env_file=env_file)
     if done.returncode == 0 and done.stdout.lstrip().startswith("{"):
         return json.loads(done.stdout)
-    done = run_compose("config", env_file=secrets_env_file)  # Compose v1: YAML only
+    done = run_compose(*options, "config", env_file=env_file)  # Compose v1: YAML only
     assert done.returncode == 0, done.stderr
     return yaml_to_data(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def stack(secrets_env_file: Path) -> dict[str, Any]:
+    """The resolved docker-compose.yml (.env.example's values and the secrets), as data.
+    Compose v1 lists the services of every profile, v2 only those of no profile."""
+    return resolve(secrets_env_file)
+
+
+@pytest.fixture(scope="module")
+def hapi_stack(secrets_env_file: Path) -> dict[str, Any]:
+    """The same, with the `hapi` profile on."""
+    return resolve(secrets_env_file, "--profile", "hapi")
 
 
 # --------------------------------------------------------------------------- #
@@ -474,18 +497,26 @@ def test_api_publishes_port_3000(stack: dict[str, Any]) -> None:
     assert api.get("healthcheck")
 
 
-def test_only_the_api_and_keycloak_are_published(stack: dict[str, Any]) -> None:
+@pytest.mark.parametrize("profile", ["none", "hapi"])
+def test_only_the_api_and_keycloak_are_published(
+    profile: str, stack: dict[str, Any], hapi_stack: dict[str, Any]
+) -> None:
     """Kafka, Connect's REST API, PostgreSQL, MongoDB, SFTP...: the Compose network only;
-    Prometheus and Grafana on the host's loopback only."""
-    for name, svc in stack["services"].items():
+    Prometheus, Grafana and the `hapi` profile's HAPI FHIR on the host's loopback only."""
+    resolved = hapi_stack if profile == "hapi" else stack
+    for name, svc in resolved["services"].items():
         assert ports(svc) == PUBLISHED.get(name, set()), (
             f"{name} publishes {sorted(ports(svc))}: only the API (3000) and Keycloak's login"
-            " page (8180) reach the host, Prometheus and Grafana its loopback; use `expose:`"
+            " page (8180) reach the host, Prometheus, Grafana and HAPI its loopback; use"
+            " `expose:`"
         )
     for name in LOOPBACK_ONLY:
-        assert host_ips(service(stack, name)) == {"127.0.0.1"}, (
-            f"{name} must be published on 127.0.0.1 only"
-        )
+        if name in resolved["services"]:  # hapi: with its profile (v1 lists it anyway)
+            assert host_ips(service(resolved, name)) == {"127.0.0.1"}, (
+                f"{name} must be published on 127.0.0.1 only"
+            )
+    if profile == "hapi":
+        assert "hapi" in resolved["services"]
 
 
 def test_services_reach_each_other_by_name_and_store_in_mongodb(stack: dict[str, Any]) -> None:
@@ -827,3 +858,152 @@ def test_grafana_has_the_prometheus_datasource_and_the_dashboard(stack: dict[str
     assert env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == (
         f"{provider['options']['path']}/{DASHBOARD.name}"
     )
+
+
+# --------------------------------------------------------------------------- #
+# The `hapi` profile: HAPI FHIR as the loader's target
+# --------------------------------------------------------------------------- #
+HAPI_URL = "http://hapi:8080/fhir"
+# The local server's settings (infra/hapi) and the starter's names for them.
+LOCAL_HAPI_SETTINGS = {
+    "enforce-referential-integrity-on-write": "enforce_referential_integrity_on_write",
+    "auto-create-placeholder-reference-targets": "auto_create_placeholder_reference_targets",
+    "mass-ingestion-mode": "mass_ingestion_mode_enabled",
+    "default-page-size": "default_page_size",
+    "max-page-size": "max_page_size",
+}
+
+
+def fhir_server_settings() -> list[str]:
+    """The FHIR_SERVER_* settings .env.example lists (README, Loading into a FHIR server)."""
+    names = [name for name in env_example() if name.startswith("FHIR_SERVER_")]
+    assert "FHIR_SERVER_URL" in names and "FHIR_SERVER_PASSWORD" in names
+    read = set(re.findall(r'"(FHIR_SERVER_[A-Z_]+)"', (ROOT / "river" / "settings.py").read_text()))
+    assert read <= set(names), f"river/settings.py reads {sorted(read - set(names))}"
+    return names
+
+
+def test_only_hapi_is_in_a_profile(stack: dict[str, Any], hapi_stack: dict[str, Any]) -> None:
+    """HAPI FHIR runs only with --profile hapi (Compose v2 leaves it out of the stack
+    without it, v1 lists it with its profile); everything else always runs."""
+    for resolved in (stack, hapi_stack):
+        for name, svc in resolved["services"].items():
+            assert (svc.get("profiles") or []) == PROFILES.get(name, []), name
+    assert "hapi" in hapi_stack["services"]
+    assert set(hapi_stack["services"]) - set(stack["services"]) <= {"hapi"}
+    # No service waits for it: depends_on cannot name a service a profile may leave out.
+    # The loader waits for a FHIR server that does not answer (StoreUnavailable).
+    for resolved in (stack, hapi_stack):
+        for name, svc in resolved["services"].items():
+            assert "hapi" not in depends_on(svc), f"{name} depends on hapi"
+
+
+def test_hapi_is_the_local_servers_version_on_postgresql(hapi_stack: dict[str, Any]) -> None:
+    hapi = service(hapi_stack, "hapi")
+    version = re.search(r"HAPI_VERSION:=([\d.]+)", (ROOT / "infra" / "hapi.sh").read_text())
+    assert version, "infra/hapi.sh names no HAPI_VERSION"
+    # The starter's image tags: v<HAPI FHIR version>-<the starter's revision>.
+    assert re.fullmatch(rf"hapiproject/hapi:v{re.escape(version.group(1))}-\d+", hapi["image"])
+    env = environment(hapi)
+    postgres = environment(service(hapi_stack, "postgres"))
+    assert (
+        env["SPRING_DATASOURCE_URL"]
+        == f"jdbc:postgresql://postgres:5432/{postgres['HAPI_DB_NAME']}"
+    )
+    assert postgres["HAPI_DB_NAME"] == "hapi"
+    assert env["SPRING_DATASOURCE_USERNAME"] == "river_hapi"
+    assert env["SPRING_DATASOURCE_PASSWORD"] == SECRET_VALUES["HAPI_DB_PASSWORD"]
+    assert postgres["HAPI_DB_PASSWORD"] == SECRET_VALUES["HAPI_DB_PASSWORD"]
+    assert depends_on(hapi) == {"postgres": "service_healthy"}
+    # The services reach it by its name, on the port of HAPI_URL.
+    assert str(urlsplit(HAPI_URL).port) in [str(p) for p in hapi.get("expose") or []]
+    # Its settings file is mounted where Spring Boot is told to read it.
+    files = {Path(source): target for source, target in mounts(hapi)}
+    location = env["SPRING_CONFIG_ADDITIONAL_LOCATION"]
+    assert location == f"file:{files[DOCKER_HAPI / 'application.yaml']}"
+
+
+def test_hapi_role_is_made_by_the_init_scripts(stack: dict[str, Any]) -> None:
+    """Its own role, owner of its own database, made on the first start whatever the
+    profile (the scripts never run again on that volume); never a superuser."""
+    script = DOCKER_POSTGRES / "15-hapi.sh"
+    text = script.read_text()
+    assert re.search(r"^\\getenv \w+ HAPI_DB_PASSWORD$", text, re.M)
+    assert "CREATE ROLE %I LOGIN PASSWORD %L', 'river_hapi'" in text
+    assert "CREATE DATABASE %I OWNER river_hapi" in text
+    assert "REVOKE ALL ON DATABASE %I FROM PUBLIC" in text
+    assert 'hapi_db="${HAPI_DB_NAME:-hapi}"' in text
+    for word in ("SUPERUSER", "CREATEDB", "CREATEROLE", "BYPASSRLS", "REPLICATION"):
+        assert word not in text, f"river_hapi is made with {word}"
+    assert not re.search(r"^\s*exit\b", text, re.M), "the entrypoint may source it"
+    init = {Path(source): target for source, target in mounts(service(stack, "postgres"))}
+    assert init[script].startswith("/docker-entrypoint-initdb.d/")
+    assert init[DOCKER_POSTGRES / "10-fhir-river.sh"] < init[script]
+
+
+def test_hapi_has_the_local_servers_settings() -> None:
+    """What FHIR River needs of a FHIR server (README, Loading into a FHIR server), as
+    infra/hapi sets it, under the starter's property names."""
+    ours = yaml_to_data((DOCKER_HAPI / "application.yaml").read_text())
+    local = yaml_to_data((LOCAL_HAPI / "src/main/resources/application.yaml").read_text())
+    fhir = ours["hapi"]["fhir"]
+    for local_name, name in LOCAL_HAPI_SETTINGS.items():
+        assert fhir[name] == local["hapi"][local_name], name
+    assert fhir["enforce_referential_integrity_on_write"] is False
+    # What infra/hapi's ServerConfig sets in code.
+    config = next(LOCAL_HAPI.rglob("ServerConfig.java")).read_text()
+    assert "setResourceClientIdStrategy(JpaStorageSettings.ClientIdStrategyEnum.ANY)" in config
+    assert fhir["client_id_strategy"] == "ANY"
+    assert "setEnforceReferentialIntegrityOnDelete(false)" in config
+    assert fhir["enforce_referential_integrity_on_delete"] is False
+    assert "setAllowMultipleDelete(true)" in config
+    assert fhir["allow_multiple_delete"] is True
+    # null there (no reuse); Spring binds no null, and a 0 ms window reuses nothing.
+    assert "setReuseCachedSearchResultsForMillis(null)" in config
+    assert fhir["reuse_cached_search_results_millis"] == 0
+    # $expunge is the local tests' (they empty that server); off here (the starter's
+    # default is on).
+    assert fhir["expunge_enabled"] is False and fhir["delete_expunge_enabled"] is False
+    assert fhir["fhir_version"] == "R4"
+    # PostgreSQL, not the starter's in-memory H2.
+    spring = ours["spring"]
+    assert (
+        spring["datasource"]["driver-class-name"]
+        == local["spring"]["datasource"]["driver-class-name"]
+    )
+    dialect = "hibernate.dialect"
+    assert spring["jpa"]["properties"][dialect] == local["spring"]["jpa"]["properties"][dialect]
+
+
+def test_the_services_load_into_the_fhir_server_they_are_given(
+    stack: dict[str, Any], env_dir: Path
+) -> None:
+    """FHIR_SERVER_* reach the services from .env or the shell (env_file brings only
+    .env.example's empty values): unset, the store keeps the resources."""
+    settings = env_example()
+    names = fhir_server_settings()
+    for name in APP_SERVICES:
+        env = environment(service(stack, name))
+        for setting in names:
+            assert env[setting] == settings[setting], f"{name} {setting}"
+    assert settings["FHIR_SERVER_URL"] == ""
+    # FHIR_SERVER_URL=http://hapi:8080/fhir docker compose --profile hapi up
+    env_file = env_dir / "hapi-target.env"
+    target = f"FHIR_SERVER_URL={HAPI_URL}"
+    text = re.sub(r"^FHIR_SERVER_URL=.*$", target, ENV_EXAMPLE.read_text(), count=1, flags=re.M)
+    assert target in text
+    secrets = [f"{secret}={SECRET_VALUES[secret]}" for secret in sorted(SECRETS)]
+    env_file.write_text(text + "\n".join(secrets) + "\n")
+    resolved = resolve(env_file, "--profile", "hapi")
+    assert "hapi" in resolved["services"]
+    for name in APP_SERVICES:
+        assert environment(service(resolved, name))["FHIR_SERVER_URL"] == HAPI_URL, name
+
+
+def test_the_profile_is_documented() -> None:
+    command_line = f"FHIR_SERVER_URL={HAPI_URL} docker compose --profile hapi up"
+    assert command_line in COMPOSE_FILE.read_text()
+    readme = (ROOT / "README.md").read_text()
+    section = re.search(r"^## Loading into a FHIR server\n(.*?)(?=^## )", readme, re.M | re.S)
+    assert section and command_line in section.group(1)
+    assert "HAPI_DB_PASSWORD" in env_example_block("Docker Compose")

@@ -390,7 +390,7 @@ def test_a_resource_that_stops_moving_shows_stalled_at_its_stage(store: FhirStor
     patient_row, waiting_row = shown["resources"]
     assert (patient_row["status"], patient_row["stalled_at_stage"]) == ("stalled", "transform")
     assert patient_row["reason"].endswith(
-        "s; stopped at stage transform (2 of 3 extracted instances transformed)"
+        "s; stopped at stage transform (2 of 3 extracted instances transformed and loaded)"
     )
     # Never moved: it counts from the batch's last change, and waits at extract.
     assert (waiting_row["status"], waiting_row["stalled_at_stage"]) == ("stalled", "extract")
@@ -859,3 +859,40 @@ def test_the_same_content_again_in_a_live_batch_counts_as_an_update(store: FhirS
     store.load("b-ordinary", [("res-patient", r) for r in others])
     ordinary = counts(store, "b-ordinary")
     assert (ordinary["created"], ordinary["updated"], ordinary["transformed"]) == (2, 0, 2)
+
+
+# --- a FHIR server's writes: kept beside the batch state -------------------------------------
+
+
+def test_the_writes_to_a_fhir_server_are_kept_with_their_counts(store: FhirStore):
+    """What FhirServerStore (adapters/store/fhir_server.py) finds after a restart: each
+    key's last write there, kept in the call that counts it."""
+    store.create_batch("b1", ["res-patient"])
+    assert store.written([("Patient", "p1")]) == {}
+    store.count_written(
+        "b1",
+        {"res-patient": {"transformed": 2, "created": 2}},
+        [
+            (("Patient", "p1"), ("b1", "hash-1", 10.5)),
+            (("Patient", "p2"), ("b1", "hash-2", None)),
+            (("Patient", "p1"), ("b1", "hash-1b", 11.0)),  # its last write wins
+        ],
+    )
+    assert store.written([("Patient", "p1"), ("Patient", "p2"), ("Patient", "p3")]) == {
+        ("Patient", "p1"): ("b1", "hash-1b", 11.0),
+        ("Patient", "p2"): ("b1", "hash-2", None),
+    }
+    assert counts(store, "b1")["created"] == 2
+    # A deletion (no batch, no hash, its reading time), with its count.
+    store.count_written(
+        "b1", {"res-patient": {"deleted": 1}}, [(("Patient", "p2"), (None, None, 12.0))]
+    )
+    assert store.written([("Patient", "p2")]) == {("Patient", "p2"): (None, None, 12.0)}
+    assert counts(store, "b1")["deleted"] == 1
+    # Another type's id is another key; nothing to count is fine.
+    store.count_written("b1", {}, [(("Encounter", "p1"), ("b1", "h", None))])
+    assert store.written([("Encounter", "p1"), ("Patient", "p1")]) == {
+        ("Encounter", "p1"): ("b1", "h", None),
+        ("Patient", "p1"): ("b1", "hash-1b", 11.0),
+    }
+    assert counts(store, "b1")["created"] == 2

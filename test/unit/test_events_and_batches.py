@@ -140,12 +140,12 @@ def seconds(n: float) -> dt.datetime:
         (
             ResourceProgress("r", expected=1968, extracted=1968, transformed=1934),
             TRANSFORM,
-            "1,934 of 1,968 extracted instances transformed",
+            "1,934 of 1,968 extracted instances transformed and loaded",
         ),
         (
             ResourceProgress("r", expected=1968, extracted=1968, transformed=1930, failed=4),
             TRANSFORM,
-            "1,934 of 1,968 extracted instances transformed or failed",
+            "1,934 of 1,968 extracted instances transformed and loaded or failed",
         ),
         (
             # everything transformed or failed, but the loads fall short of expected
@@ -201,7 +201,7 @@ def test_a_batch_shows_its_stalled_resources_but_stays_running():
     }
     assert by_id["stuck"]["reason"] == (
         "no progress for 412 s; stopped at stage transform"
-        " (1,934 of 1,968 extracted instances transformed)"
+        " (1,934 of 1,968 extracted instances transformed and loaded)"
     )
     assert by_id["moving"]["status"] == RUNNING and "reason" not in by_id["moving"]
     assert by_id["done"]["status"] == COMPLETED and "stalled_at_stage" not in by_id["done"]
