@@ -41,16 +41,39 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.store.fhir_server import FHIR_JSON, bundle, put_entry  # noqa: E402
-from benchmarks.pipeline import make_source  # noqa: E402
+from benchmarks.pipeline import cpu_seconds, machine_ticks, make_source  # noqa: E402
 from river.engine import Engine  # noqa: E402
 from river.settings import Settings  # noqa: E402
-from test.conftest import kafka_topics, scratch_database  # noqa: E402
+from test.conftest import STATE_DIR, kafka_topics, scratch_database  # noqa: E402
 from test.e2e.conftest import make_pipeline  # noqa: E402
 
 HAPI = os.environ.get("HAPI_URL", "http://127.0.0.1:8090/fhir").rstrip("/")
 EXAMPLES = ROOT / "examples"
 EXAMPLE = EXAMPLES / "mappings" / "mimic-example.json"
 RESOURCES = ["example-patient", "example-encounter", "example-condition"]
+
+
+class Usage:
+    """CPU over a timed part: HAPI's (the local stack's process), given processes',
+    and how busy the machine was (every process, ours or not)."""
+
+    def __init__(self, pids: dict[str, int] | None = None) -> None:
+        pid_file = STATE_DIR / "pids" / "hapi.pid"
+        self.pids = dict(pids or {})
+        if pid_file.is_file() and Path(f"/proc/{pid_file.read_text().strip()}").exists():
+            self.pids["HAPI"] = int(pid_file.read_text().strip())
+        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.ticks = machine_ticks()
+
+    def said(self) -> str:
+        used = {name: cpu_seconds(pid) - self.before[name] for name, pid in self.pids.items()}
+        idle, total = (now - then for now, then in zip(machine_ticks(), self.ticks, strict=True))
+        busy = 1 - idle / total if total else 0.0
+        return (
+            "CPU s: "
+            + ", ".join(f"{name} {seconds:.1f}" for name, seconds in used.items())
+            + f"; machine {busy:.0%} busy"
+        )
 
 
 def write_resources(source_url: str, path: Path) -> int:
@@ -97,8 +120,10 @@ def expunge() -> float:
     return time.perf_counter() - started
 
 
-def bare(path: Path, size: int, concurrency: int, limit: int | None = None) -> tuple[int, float]:
-    """(resources, per second): Bundles of `size` sent from one client, `concurrency` at
+def bare(
+    path: Path, size: int, concurrency: int, limit: int | None = None
+) -> tuple[int, float, str]:
+    """(resources, per second, CPU used): Bundles of `size` sent from one client, `concurrency` at
     once, each entry checked created (201)."""
     session = requests.Session()
     adapter = requests.adapters.HTTPAdapter(pool_maxsize=concurrency)
@@ -122,6 +147,7 @@ def bare(path: Path, size: int, concurrency: int, limit: int | None = None) -> t
         while chunk := list(islice(resources, size)):
             yield chunk
 
+    usage = Usage()
     started = time.perf_counter()
     sent = 0
     with ThreadPoolExecutor(concurrency) as pool:
@@ -134,13 +160,13 @@ def bare(path: Path, size: int, concurrency: int, limit: int | None = None) -> t
         sent += sum(future.result() for future in pending)
     seconds = time.perf_counter() - started
     session.close()
-    return sent, sent / seconds
+    return sent, sent / seconds, usage.said()
 
 
 def pipeline_run(
     source_url: str, store_url: str, workdir: Path, size: int, concurrency: int
-) -> tuple[int, float, dict]:
-    """(resources, per second, counts): one batch of the example mapping into HAPI."""
+) -> tuple[int, float, dict, str]:
+    """(resources, per second, counts, CPU used): one batch of the example mapping into HAPI."""
     prefix = f"bench-hapi-{uuid.uuid4().hex[:8]}-"
     workdir.mkdir()
     with kafka_topics(prefix):
@@ -157,16 +183,18 @@ def pipeline_run(
         with pipeline:
             for service in ("extractor", "transformer", "loader"):
                 pipeline.wait_for_group(service, members=1)
+            usage = Usage({name: p.pid for name, p in pipeline.processes.items()})
             started = time.perf_counter()
             state = pipeline.wait(pipeline.batch(RESOURCES), timeout=7200)
             seconds = time.perf_counter() - started
+            used = usage.said()
     totals = {
         name: sum(r[name] for r in state["resources"])
         for name in ("expected", "created", "updated", "failed")
     }
     assert state["status"] == "completed", state
     loaded = totals["created"] + totals["updated"]
-    return loaded, loaded / seconds, totals
+    return loaded, loaded / seconds, totals, used
 
 
 def pairs(text: str) -> list[tuple[int, int]]:
@@ -200,23 +228,23 @@ def main() -> None:
         total = write_resources(source_url, documents)
         print(f"documents: {total:,} resources of the example mapping")
         expunge()
-        warmed, _ = bare(documents, 250, 2, limit=min(total, 5000))
+        warmed, *_ = bare(documents, 250, 2, limit=min(total, 10_000))
         print(f"warm-up: {warmed:,} resources written (not counted)")
         bare_rates: dict[tuple[int, int], float] = {}
         for size in sizes:
             for concurrency in concurrencies:
                 emptied = expunge()
-                sent, rate = bare(documents, size, concurrency)
+                sent, rate, used = bare(documents, size, concurrency)
                 bare_rates[size, concurrency] = rate
                 print(
                     f"bare HAPI, Bundles of {size} x {concurrency} at once: {sent:,} created "
-                    f"at {rate:,.0f} resources/s (emptied in {emptied:.0f} s before)"
+                    f"at {rate:,.0f} resources/s (emptied in {emptied:.0f} s before); {used}"
                 )
         best = max(bare_rates, key=bare_rates.get)
         print(f"bare HAPI, best: Bundles of {best[0]} x {best[1]} at once")
         for size, concurrency in runs:
             expunge()
-            loaded, rate, totals = pipeline_run(
+            loaded, rate, totals, used = pipeline_run(
                 source_url, store_url, Path(workdir) / f"pipeline-{size}x{concurrency}",
                 size, concurrency,
             )  # fmt: skip
@@ -229,7 +257,7 @@ def main() -> None:
                 f"{concurrency}: {loaded:,} loaded ({totals['created']:,} created, "
                 f"{totals['failed']} failed) at {rate:,.0f} resources/s = {share:.0%} of the "
                 f"bare server at the same settings (target 80%); "
-                f"{rate / bare_rates[best]:.0%} of the best bare figure"
+                f"{rate / bare_rates[best]:.0%} of the best bare figure; {used}"
             )
 
 

@@ -455,7 +455,11 @@ class FhirServerStore(FhirStore):
             return
         order = {name: i for i, name in enumerate(FIRST_TYPES)}
         writes.sort(key=lambda w: (order.get(w.key[0], len(order)), w.key))
-        size = self.settings.bundle_size
+        # At most FHIR_SERVER_BUNDLE_SIZE entries a Bundle, and a poll smaller than
+        # CONCURRENCY full Bundles split evenly: the loader keeps up with the
+        # transformer, so its polls are often small, and one Bundle at a time leaves
+        # the server's other threads idle (benchmarks/hapi.py).
+        size = min(self.settings.bundle_size, -(-len(writes) // self.settings.concurrency))
         chunks = [writes[i : i + size] for i in range(0, len(writes), size)]
         if len(chunks) == 1:
             self._send_chunk(chunks[0])

@@ -20,9 +20,11 @@ import pytest
 import requests
 from confluent_kafka import Producer
 
+from adapters.store import open_store
+from adapters.store.common import CREATED, REPLAYED, UPDATED
 from river import events
 from river.engine import Engine
-from river.settings import Settings
+from river.settings import FhirServerSettings, Settings
 from test.conftest import ROOT, kafka_client, scratch_database
 from test.e2e.conftest import RESOURCE_TAG, Pipeline, example_pipeline, make_pipeline
 from test.utils.create_records_db import create_in_database
@@ -328,10 +330,33 @@ def test_hapi_stopped_for_20_seconds_mid_batch_loses_and_doubles_nothing(example
     assert "retrying in" in pipeline.log("loader")[seen:], "the loader never waited"
 
 
+def test_a_poll_loaded_again_by_a_restarted_loader_counts_nothing_twice(example):
+    """A loader killed after a poll's writes and counts but before its Kafka commit gets
+    that poll again, in a new process: the store's record of the writes (kept with the
+    counts) finds them replayed. Two stores opened one after the other are those two
+    processes."""
+    pipeline, engine = example
+    outcomes = list(engine.run("example-condition"))[:30]
+    items = [("example-condition", o.resource) for o in outcomes]
+    batch_id = new_batch(pipeline, "example-condition", len(items))
+    target = FhirServerSettings(url=HAPI, bundle_size=10)
+    first = open_store(pipeline.env["FHIR_STORE_URL"], fhir_server=target)
+    try:
+        assert {o.action for o in first.load(batch_id, items)} <= {CREATED, UPDATED}
+    finally:
+        first.close()
+    again = open_store(pipeline.env["FHIR_STORE_URL"], fhir_server=target)
+    try:
+        assert {o.action for o in again.load(batch_id, items)} == {REPLAYED}
+    finally:
+        again.close()
+    (c,) = pipeline.request("GET", f"/batches/{batch_id}").json()["resources"]
+    assert (c["created"] + c["updated"], c["loaded"]) == (30, 30), c
+
+
 def test_a_loader_killed_mid_batch_counts_each_instance_once(example):
-    """Killed (SIGKILL) between a poll's writes and its Kafka commit, the loader gets
-    that poll again: what already landed is found in the store's record of the writes
-    (kept with the counts) and is not counted a second time."""
+    """Killed (SIGKILL) wherever it is in a poll, the loader gets that poll again:
+    nothing is lost, nothing counted twice."""
     pipeline, _ = example
     batch_id = pipeline.batch(RESOURCES)
     deadline = time.monotonic() + 120
