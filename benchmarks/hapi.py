@@ -36,6 +36,7 @@ from pathlib import Path
 
 import orjson
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -187,7 +188,7 @@ def pipeline_run(
             started = time.perf_counter()
             state = pipeline.wait(pipeline.batch(RESOURCES), timeout=7200)
             seconds = time.perf_counter() - started
-            used = usage.said()
+            used = usage.said() + "; " + loader_phases(pipeline.env, seconds)
     totals = {
         name: sum(r[name] for r in state["resources"])
         for name in ("expected", "created", "updated", "failed")
@@ -195,6 +196,32 @@ def pipeline_run(
     assert state["status"] == "completed", state
     loaded = totals["created"] + totals["updated"]
     return loaded, loaded / seconds, totals, used
+
+
+def loader_phases(env: dict[str, str], seconds: float) -> str:
+    """Where the loader's time went over the batch, from its own metrics: the writes to
+    the server, the rest of its handler, Kafka's acknowledgements, commits, and what is
+    left (waiting for messages, between polls)."""
+    text = requests.get(f"http://127.0.0.1:{env['METRICS_PORT_LOADER']}/metrics", timeout=10).text
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name, labels, service = sample.name, sample.labels, sample.labels.get("service")
+            if name == "fhir_river_poll_phase_duration_seconds_sum" and service == "loader":
+                sums[labels["phase"]] = sample.value
+            elif name == "fhir_river_store_write_duration_seconds_sum":
+                sums[labels["operation"]] = sample.value
+            elif name == "fhir_river_poll_duration_seconds_count" and service == "loader":
+                sums["polls"] = sample.value
+    writes = sums.get("upsert", 0.0)
+    other = sums.get("handle", 0.0) - writes
+    flush, commit = sums.get("flush", 0.0), sums.get("commit", 0.0)
+    idle = seconds - writes - other - flush - commit
+    return (
+        f"the loader's {sums.get('polls', 0):.0f} polls: writes to the server {writes:.1f} s, "
+        f"the rest of its handler {other:.1f} s, Kafka acknowledgements {flush:.1f} s, "
+        f"commits {commit:.1f} s, waiting for messages {idle:.1f} s"
+    )
 
 
 def pairs(text: str) -> list[tuple[int, int]]:
