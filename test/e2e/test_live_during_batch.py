@@ -19,6 +19,7 @@ from test.e2e.live import Live, StackMissing, live_pipeline
 RESOURCES = ["example-patient", "example-encounter", "example-condition"]
 PATIENTS = 3000
 NEW_SUBJECT = 7_300_001
+WARM_SUBJECT = 7_200_001
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,12 @@ def _gender(live: Live, subject_id: int) -> str | None:
 
 def test_live_changes_pass_a_running_batch_and_the_newest_reading_stays(live):
     pipeline = live.pipeline
+    # The live path streams before the batch starts: a connector's first change can take
+    # longer than the whole batch (seen in CI), which would prove nothing either way.
+    _insert_patient(live, WARM_SUBJECT)
+    wait_for(
+        "the live path to stream", lambda: _gender(live, WARM_SUBJECT) == "female", timeout=120
+    )
     last_subject = _last_subject(live)
     before = "male" if _source_gender(live, last_subject) == "M" else "female"
     after, after_code = ("female", "F") if before == "male" else ("male", "M")
@@ -59,12 +66,7 @@ def test_live_changes_pass_a_running_batch_and_the_newest_reading_stays(live):
         "the batch's Patients being extracted", lambda: _extracted(live, batch_id, RESOURCES[0])
     )
     live.sql("UPDATE patients SET gender = %s WHERE subject_id = %s", after_code, last_subject)
-    live.sql(
-        "INSERT INTO patients (row_id, subject_id, gender, dob, expire_flag)"
-        " VALUES (%s, %s, 'F', '2070-05-01', 0)",
-        NEW_SUBJECT,
-        NEW_SUBJECT,
-    )
+    _insert_patient(live, NEW_SUBJECT)
 
     # The inserted patient is in the store while the batch still runs: it did not
     # wait behind the batch's instances.
@@ -92,6 +94,15 @@ def test_live_changes_pass_a_running_batch_and_the_newest_reading_stays(live):
         ),
     )
     assert progress["failed"] == 0, live.errors(live.cdc_batch)
+
+
+def _insert_patient(live: Live, subject_id: int) -> None:
+    live.sql(
+        "INSERT INTO patients (row_id, subject_id, gender, dob, expire_flag)"
+        " VALUES (%s, %s, 'F', '2070-05-01', 0)",
+        subject_id,
+        subject_id,
+    )
 
 
 def _last_subject(live: Live) -> int:
