@@ -46,11 +46,9 @@ from benchmarks.pipeline import cpu_seconds, machine_ticks, make_source  # noqa:
 from river.engine import Engine  # noqa: E402
 from river.settings import Settings  # noqa: E402
 from test.conftest import STATE_DIR, kafka_topics, scratch_database  # noqa: E402
-from test.e2e.conftest import make_pipeline  # noqa: E402
+from test.e2e.conftest import EXAMPLE_MAPPING, example_pipeline  # noqa: E402
+from test.e2e.test_hapi import HAPI, expunge  # noqa: E402
 
-HAPI = os.environ.get("HAPI_URL", "http://127.0.0.1:8090/fhir").rstrip("/")
-EXAMPLES = ROOT / "examples"
-EXAMPLE = EXAMPLES / "mappings" / "mimic-example.json"
 RESOURCES = ["example-patient", "example-encounter", "example-condition"]
 
 
@@ -81,8 +79,8 @@ def write_resources(source_url: str, path: Path) -> int:
     """The example mapping's resources over the source, one JSON document a line."""
     engine = Engine.from_settings(
         Settings(
-            mappings=str(EXAMPLE),
-            concept_maps=str(EXAMPLES / "concept_maps"),
+            mappings=str(EXAMPLE_MAPPING),
+            concept_maps=str(ROOT / "examples" / "concept_maps"),
             source_db_url=source_url,
         )
     )
@@ -103,21 +101,10 @@ def read_resources(path: Path, limit: int | None = None) -> Iterator[dict]:
             yield orjson.loads(line)
 
 
-def expunge() -> float:
+def empty_hapi() -> float:
     """Empty HAPI (every resource and its history); the seconds it took."""
     started = time.perf_counter()
-    answer = requests.post(
-        f"{HAPI}/$expunge",
-        data=orjson.dumps(
-            {
-                "resourceType": "Parameters",
-                "parameter": [{"name": "expungeEverything", "valueBoolean": True}],
-            }
-        ),
-        headers={"Content-Type": FHIR_JSON},
-        timeout=600,
-    )
-    answer.raise_for_status()
+    expunge()
     return time.perf_counter() - started
 
 
@@ -171,11 +158,9 @@ def pipeline_run(
     prefix = f"bench-hapi-{uuid.uuid4().hex[:8]}-"
     workdir.mkdir()
     with kafka_topics(prefix):
-        pipeline = make_pipeline(workdir, prefix, store_url, source_url)
+        pipeline = example_pipeline(workdir, prefix, store_url, source_url)
         pipeline.env.update(
             {
-                "MAPPINGS": str(EXAMPLE),
-                "CONCEPT_MAPS": str(EXAMPLES / "concept_maps"),
                 "FHIR_SERVER_URL": HAPI,
                 "FHIR_SERVER_BUNDLE_SIZE": str(size),
                 "FHIR_SERVER_CONCURRENCY": str(concurrency),
@@ -260,12 +245,12 @@ def main() -> None:
         bare_rates: dict[tuple[int, int], float] = {}
         for size in sizes:
             for concurrency in concurrencies:
-                emptied = expunge()
+                emptying = empty_hapi()
                 sent, rate, used = bare(documents, size, concurrency)
                 bare_rates[size, concurrency] = rate
                 print(
                     f"bare HAPI, Bundles of {size} x {concurrency} at once: {sent:,} created "
-                    f"at {rate:,.0f} resources/s (emptied in {emptied:.0f} s before); {used}"
+                    f"at {rate:,.0f} resources/s (emptied in {emptying:.0f} s before); {used}"
                 )
         best = max(bare_rates, key=bare_rates.get)
         print(f"bare HAPI, best: Bundles of {best[0]} x {best[1]} at once")

@@ -45,8 +45,10 @@ class Loaded:
 InstanceError = ErrorEvent
 
 
-# A key's last write to a FHIR server: (batch id, content hash, source read at).
-Written = tuple[str | None, str | None, float | None]
+# A key's last write (batch id, content hash, source read at): what a database store
+# keeps beside a resource, and the record of the writes to a FHIR server. Read at is
+# None for a resource written before versions were kept, or loaded without one.
+Stored = tuple[str | None, str | None, float | None]
 
 
 class FhirStore(ABC):
@@ -100,7 +102,7 @@ class FhirStore(ABC):
     # With a FHIR server as the target, the store keeps each resource's last write there
     # instead of the resource: what tells a replay from an update after a restart.
     @abstractmethod
-    def written(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Written]:
+    def written(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
         """The last write to the FHIR server of each (resource type, id) of `keys` that
         has one: (batch id, content hash, read at), (None, None, read at) a deletion."""
 
@@ -109,7 +111,7 @@ class FhirStore(ABC):
         self,
         batch_id: str,
         counters: dict[str, dict[str, int]],
-        writes: Sequence[tuple[tuple[str, str], Written]],
+        writes: Sequence[tuple[tuple[str, str], Stored]],
     ) -> None:
         """`add_counts` and keep `writes` as the last write of their keys, in one
         transaction where the backend has them: counted once, even across a crash."""

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from adapters.store import Loaded
+from adapters.store import Loaded, Stored
 from river.batches import content_hash, is_live_batch
 from river.errors import RiverError
 
@@ -37,9 +37,6 @@ CREATED, UPDATED, REPLAYED, SUPERSEDED = "created", "updated", "replayed", "supe
 _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{0,62}")
 
 Key = tuple[str, str]  # (resource type, FHIR id)
-# (batch id, content hash, read at) of the stored resource; read at is None for a
-# resource written before versions were kept, or loaded without one.
-Stored = tuple[str | None, str | None, float | None]
 # What to write for one key: (id, resource, content hash, read at).
 Row = tuple[str, dict[str, Any], str, float | None]
 

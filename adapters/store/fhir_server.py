@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,9 +45,8 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
-from adapters.store import FhirStore, Loaded, ResourceRefused, StoreUnavailable, Written
-from adapters.store.common import CREATED, REPLAYED, SUPERSEDED, UPDATED, keys_of
-from river.batches import content_hash, is_live_batch
+from adapters.store import FhirStore, Loaded, ResourceRefused, StoreUnavailable
+from adapters.store.common import CREATED, UPDATED, LoadPlan, keys_of, plan_load
 from river.errors import RiverError
 from river.settings import FhirServerSettings
 
@@ -202,7 +201,7 @@ class _Write:
     resource: dict[str, Any]
     digest: str
     read_at: float | None
-    index: int  # the first item of the call this write makes created or updated
+    index: int  # the item of the call the server's answer makes created or updated
     resource_id: str
     status: str = ""  # created, updated, or the server's refusal
     refused: str = ""
@@ -226,71 +225,56 @@ class FhirServerStore(FhirStore):
     ) -> list[Loaded]:
         if not items:
             return []
-        keys_of(items)  # checks every resource type and id, as the database stores do
-        live = is_live_batch(batch_id)
-        known = self.state.written(
-            list(dict.fromkeys((r["resourceType"], r["id"]) for _, r in items))
-        )
-        actions: list[str] = []
-        writes: dict[Key, _Write] = {}
-        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        seen: dict[Key, Written] = {}
-        for index, (resource_id, resource) in enumerate(items):
-            key = (resource["resourceType"], resource["id"])
-            digest = content_hash(resource)
-            read = read_at[index] if read_at is not None else None
-            before = seen.get(key) or known.get(key)
-            newest = before[2] if before is not None else None
-            if read is not None and newest is not None and read < newest:
-                actions.append(SUPERSEDED)  # a newer reading is there: nothing to write
-                counts[resource_id][UPDATED] += 1
-                continue
-            version = read if read is not None else newest
-            if before is not None and before[:2] == (batch_id, digest):
-                actions.append(REPLAYED)
-                if live:
-                    counts[resource_id][UPDATED] += 1
-                seen[key] = (batch_id, digest, version)
-                continue
-            if key in writes:
-                actions.append(UPDATED)  # its second version in this call
-                counts[resource_id][UPDATED] += 1
-                write = writes[key]
-                write.resource, write.digest, write.read_at = resource, digest, version
-            else:
-                actions.append("")  # the server's answer says
-                writes[key] = _Write(key, resource, digest, version, index, resource_id)
-            seen[key] = (batch_id, digest, version)
+        keys = [(t, rid) for t, ids in keys_of(items).items() for rid in ids]
+        known = self.state.written(keys)
+        # The database stores' rule (replayed, superseded), judged against the record of
+        # the writes; but created or updated is the server's answer (it may hold what
+        # FHIR River never wrote, or have lost what it did).
+        written = {key: last for key, last in known.items() if last[0] is not None}
+        deleted = {key: at for key, (_, _, at) in known.items() if key not in written and at}
+        plan = plan_load(batch_id, items, written, read_at, deleted)
+        writes = self._writes_of(plan, items)
         failure: StoreUnavailable | None = None
         try:
-            self._send_writes(list(writes.values()))
+            self._send_writes(writes)
         except StoreUnavailable as error:
             # What landed is counted and kept, so that the poll, tried again, finds it
             # replayed; the rest of this call counts nothing.
             failure = error
-            counts = defaultdict(lambda: defaultdict(int))
-        landed = [w for w in writes.values() if w.status]
-        refused = [w for w in writes.values() if w.refused]
-        for write in landed:
-            actions[write.index] = write.status
-            counts[write.resource_id][write.status] += 1
-        kept = [(w.key, (batch_id, w.digest, w.read_at)) for w in landed]
-        if failure is None:
-            kept += [
-                (key, value)
-                for key, value in seen.items()
-                if key not in writes and value != known.get(key)
-            ]
-        self.state.count_written(batch_id, _increments(counts), kept)
+            plan.counts = defaultdict(Counter)
+        for write in writes:
+            if failure is None:
+                plan.counts[write.resource_id][plan.loaded[write.index].action] -= 1
+            if write.status:
+                plan.counts[write.resource_id][write.status] += 1
+                key = write.key
+                plan.loaded[write.index] = Loaded(key[0], key[1], write.status)
+        self.state.count_written(
+            batch_id,
+            plan.counters(),
+            [(w.key, (batch_id, w.digest, w.read_at)) for w in writes if w.status],
+        )
         if failure is not None:
             raise failure
+        refused = [w for w in writes if w.refused]
         if refused:
             # The others landed (and are counted): the loader runs the poll again one
             # message at a time, they are replays then, and the refused one fails alone.
             raise ResourceRefused(refused[0].refused)
+        return plan.loaded
+
+    @staticmethod
+    def _writes_of(plan: LoadPlan, items: Sequence[tuple[str, dict[str, Any]]]) -> list[_Write]:
+        """What the plan writes, each key's last version, with the item whose action the
+        server's answer decides: the key's first item of the call that is written."""
+        deciding: dict[Key, int] = {}
+        for index, loaded in enumerate(plan.loaded):
+            key = (loaded.resource_type, loaded.id)
+            if key in plan.writes and key not in deciding and loaded.action in (CREATED, UPDATED):
+                deciding[key] = index
         return [
-            Loaded(resource["resourceType"], resource["id"], action)
-            for (_, resource), action in zip(items, actions, strict=True)
+            _Write(key, resource, digest, version, deciding[key], items[deciding[key]][0])
+            for key, (resource, digest, version) in plan.writes.items()
         ]
 
     def delete(
@@ -377,24 +361,16 @@ class FhirServerStore(FhirStore):
         return int(total), page
 
     # --- batch state: FHIR River's own store ------------------------------------------
-    # Passed on as they come: the batch-state methods are the wrapped store's business.
+    # Passed on as they come: the batch-state methods are the wrapped store's business
+    # (set_expected, set_extracted and resource_failed go through _set_progress).
     def create_batch(self, *args: Any, **kwargs: Any) -> Any:
         return self.state.create_batch(*args, **kwargs)
-
-    def set_expected(self, *args: Any, **kwargs: Any) -> Any:
-        return self.state.set_expected(*args, **kwargs)
-
-    def set_extracted(self, *args: Any, **kwargs: Any) -> Any:
-        return self.state.set_extracted(*args, **kwargs)
 
     def add_counts(self, *args: Any, **kwargs: Any) -> Any:
         return self.state.add_counts(*args, **kwargs)
 
     def add_extracted(self, *args: Any, **kwargs: Any) -> Any:
         return self.state.add_extracted(*args, **kwargs)
-
-    def resource_failed(self, *args: Any, **kwargs: Any) -> Any:
-        return self.state.resource_failed(*args, **kwargs)
 
     def _set_progress(self, *args: Any, **kwargs: Any) -> Any:
         return self.state._set_progress(*args, **kwargs)
@@ -425,12 +401,6 @@ class FhirServerStore(FhirStore):
 
     def count_written(self, *args: Any, **kwargs: Any) -> Any:
         return self.state.count_written(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        # A batch-state method the interface gained since: the wrapped store has it.
-        if name.startswith("__") or name == "state":
-            raise AttributeError(name)
-        return getattr(self.state, name)
 
     def ping(self) -> None:
         self.state.ping()
@@ -538,21 +508,6 @@ def _where(url: str) -> str:
     return f"{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
-def _increments(counts: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-    """A load's counters as the store adds them: transformed is created + updated."""
-    increments = {}
-    for resource_id, c in counts.items():
-        values = {
-            "transformed": c[CREATED] + c[UPDATED],
-            CREATED: c[CREATED],
-            UPDATED: c[UPDATED],
-        }
-        values = {name: n for name, n in values.items() if n}
-        if values:
-            increments[resource_id] = values
-    return increments
-
-
 def bundle(bundle_type: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
     """A transaction or batch Bundle of `entries` (benchmarks/hapi.py sends the same)."""
     return {"resourceType": "Bundle", "type": bundle_type, "entry": entries}
@@ -599,15 +554,10 @@ def _diagnostics(outcome: Any) -> str:
 def _deleted_something(entry: dict[str, Any]) -> bool:
     """HAPI answers a DELETE of nothing with 200 and "... deleted 0 resource(s)" or a
     warning; a server that does not say is taken at its word (deleted)."""
-    text = (
-        _entry_outcome(entry)
-        + " "
-        + " ".join(
-            str(issue.get("diagnostics") or "")
-            for issue in (((entry.get("response") or {}).get("outcome") or {}).get("issue") or [])
-        )
-    )
-    return "deleted 0 resource" not in text.lower() and "not deleted" not in text.lower()
+    outcome = (entry.get("response") or {}).get("outcome") or entry.get("resource")
+    issues = outcome.get("issue") or [] if isinstance(outcome, dict) else []
+    text = " ".join(str(issue.get("diagnostics") or "") for issue in issues).lower()
+    return "deleted 0 resource" not in text and "not deleted" not in text
 
 
 def _check(answer: requests.Response, what: str) -> None:

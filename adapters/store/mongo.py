@@ -76,7 +76,6 @@ from adapters.store import (
     Loaded,
     ResourceRefused,
     StoreUnavailable,
-    Written,
 )
 from adapters.store.common import (
     LoadPlan,
@@ -441,8 +440,8 @@ class MongoStore(FhirStore):
         with self._guard():
             self._bump(batch_id, counters)
 
-    def written(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Written]:
-        found: dict[tuple[str, str], Written] = {}
+    def written(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
+        found: dict[tuple[str, str], Stored] = {}
         with self._guard():
             for chunk in _chunks([f"{t}/{rid}" for t, rid in keys], READ_CHUNK):
                 for doc in self.db[WRITTEN].find({"_id": {"$in": list(chunk)}}):
@@ -454,7 +453,7 @@ class MongoStore(FhirStore):
         self,
         batch_id: str,
         counters: dict[str, dict[str, int]],
-        writes: Sequence[tuple[tuple[str, str], Written]],
+        writes: Sequence[tuple[tuple[str, str], Stored]],
     ) -> None:
         """Kept, then counted (no transactions): a crash between the two leaves those
         writes uncounted, as a `load` killed between its writes and its counts."""

@@ -49,7 +49,6 @@ from adapters.store import (
     Loaded,
     ResourceRefused,
     StoreUnavailable,
-    Written,
 )
 from adapters.store.common import (
     Stored,
@@ -588,11 +587,11 @@ class PostgresStore(FhirStore):
 
         self._run(work)
 
-    def written(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Written]:
+    def written(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
         if not keys:
             return {}
 
-        def work(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], Written]:
+        def work(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], Stored]:
             rows = conn.execute(_WRITTEN, ([k[0] for k in keys], [k[1] for k in keys])).fetchall()
             return {(row[0], row[1]): (row[2], row[3], row[4]) for row in rows}
 
@@ -602,19 +601,21 @@ class PostgresStore(FhirStore):
         self,
         batch_id: str,
         counters: dict[str, dict[str, int]],
-        writes: Sequence[tuple[tuple[str, str], Written]],
+        writes: Sequence[tuple[tuple[str, str], Stored]],
     ) -> None:
-        writes = list(dict(writes).items())  # one row a key (the last), for ON CONFLICT
+        last = dict(writes)  # one row a key (its last write), for ON CONFLICT
+        columns = (
+            [key[0] for key in last],
+            [key[1] for key in last],
+            [value[0] for value in last.values()],
+            [value[1] for value in last.values()],
+            [value[2] for value in last.values()],
+        )
 
         def work(conn: psycopg.Connection[Any]) -> None:
             with conn.cursor() as cur:
-                if writes:
-                    cur.execute(
-                        _REMEMBER,
-                        tuple(list(column) for column in zip(*(
-                            (key[0], key[1], *value) for key, value in writes
-                        ), strict=True)),
-                    )  # fmt: skip
+                if last:
+                    cur.execute(_REMEMBER, columns)
                 if counters:
                     self._bump(cur, batch_id, counters)
 

@@ -26,19 +26,22 @@ import jwt
 import pytest
 import requests
 
-from river.engine import Engine
-from river.settings import Settings
 from test.conftest import (
     ISSUER,
     KEYCLOAK,
     master_admin_token,
-    scratch_database,
     scripts_client,
 )
-from test.e2e.conftest import SERVICES, Pipeline, example_pipeline
+from test.e2e.conftest import SERVICES, Pipeline
 from test.e2e.fhir_gateway import FhirGateway
-from test.e2e.test_hapi import HAPI, RESOURCES, TYPES, but_meta, hapi_env, skip_without_hapi
-from test.utils.create_records_db import create_in_database
+from test.e2e.test_hapi import (
+    HAPI,
+    RESOURCES,
+    TYPES,
+    but_meta,
+    example_into_hapi,
+    skip_without_hapi,
+)
 
 PATIENTS = 20
 TOKEN_URL = f"{ISSUER}/protocol/openid-connect/token"
@@ -118,35 +121,17 @@ def example(tmp_path_factory, topic_prefix) -> Iterator[tuple[Pipeline, dict[str
     """The pipeline but its loader, over a scratch source of PATIENTS patients, and
     resource id -> {FHIR id: the resource as `river preview` makes it, but meta}."""
     tmp = tmp_path_factory.mktemp("fhir-server-auth")
-    with (
-        scratch_database("river_fhirauth_source") as source_url,
-        scratch_database("river_fhirauth_state") as store_url,
-    ):
-        create_in_database(source_url, PATIENTS, seed=31, replace=True)
-        pipeline = example_pipeline(tmp, topic_prefix, store_url, source_url)
+    with example_into_hapi(tmp, topic_prefix, "fhirauth", PATIENTS, seed=31) as (pipeline, engine):
         pipeline.env.update(
             {
                 "STALLED_AFTER_SECONDS": str(STALLED_AFTER),
                 **{name: "" for name in CREDENTIALS},  # whatever .env says
             }
         )
-        hapi_env(pipeline)
-        engine = Engine.from_settings(
-            Settings(
-                mappings=pipeline.env["MAPPINGS"],
-                concept_maps=pipeline.env["CONCEPT_MAPS"],
-                source_db_url=source_url,
-            )
-        )
-        try:
-            previews = {
-                resource_id: {
-                    o.resource["id"]: but_meta(o.resource) for o in engine.run(resource_id)
-                }
-                for resource_id in RESOURCES
-            }
-        finally:
-            engine.close()
+        previews = {
+            resource_id: {o.resource["id"]: but_meta(o.resource) for o in engine.run(resource_id)}
+            for resource_id in RESOURCES
+        }
         try:
             pipeline.start("api", "extractor", "transformer")
             yield pipeline, previews

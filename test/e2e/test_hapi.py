@@ -14,6 +14,8 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,15 +154,19 @@ def stack_script(script: str, *args: str) -> None:
 
 
 # --- the example mapping ----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def example(tmp_path_factory, topic_prefix) -> Iterator[tuple[Pipeline, Engine]]:
-    tmp = tmp_path_factory.mktemp("hapi")
+@contextmanager
+def example_into_hapi(
+    tmp: Path, prefix: str, name: str, patients: int, seed: int
+) -> Iterator[tuple[Pipeline, Engine]]:
+    """The example pipeline loading into HAPI (not started), over a scratch source
+    (`river_<name>_source`) of `patients` synthetic patients, and the mapping engine
+    over that source (what `river preview` makes)."""
     with (
-        scratch_database("river_hapi_source") as source_url,
-        scratch_database("river_hapi_state") as store_url,
+        scratch_database(f"river_{name}_source") as source_url,
+        scratch_database(f"river_{name}_state") as store_url,
     ):
-        create_in_database(source_url, PATIENTS, seed=20, replace=True)
-        pipeline = example_pipeline(tmp, topic_prefix, store_url, source_url)
+        create_in_database(source_url, patients, seed=seed, replace=True)
+        pipeline = example_pipeline(tmp, prefix, store_url, source_url)
         hapi_env(pipeline)
         engine = Engine.from_settings(
             Settings(
@@ -169,9 +175,21 @@ def example(tmp_path_factory, topic_prefix) -> Iterator[tuple[Pipeline, Engine]]
                 source_db_url=source_url,
             )
         )
-        with pipeline:
+        try:
             yield pipeline, engine
-        engine.close()
+        finally:
+            engine.close()
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory, topic_prefix) -> Iterator[tuple[Pipeline, Engine]]:
+    tmp = tmp_path_factory.mktemp("hapi")
+    with example_into_hapi(tmp, topic_prefix, "hapi", PATIENTS, seed=20) as (pipeline, engine):
+        pipeline.start()
+        try:
+            yield pipeline, engine
+        finally:
+            pipeline.close()
 
 
 def test_a_batch_of_the_example_mapping_lands_in_hapi_as_preview_makes_it(example):
