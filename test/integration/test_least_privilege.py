@@ -137,8 +137,11 @@ def test_the_sftp_account_gets_no_shell_nor_terminal(ssh):
     channel.settimeout(10)
     channel.invoke_shell()
     marker = uuid.uuid4().hex
-    channel.sendall(f"echo {marker}\n".encode())
-    channel.shutdown_write()
+    try:
+        channel.sendall(f"echo {marker}\n".encode())
+        channel.shutdown_write()
+    except OSError:
+        pass  # the server closed the channel first (seen in CI): no shell either way
     out = b""
     while chunk := channel.recv(4096):
         out += chunk
